@@ -1,0 +1,94 @@
+"""Transformer building blocks shared by the backbone and the camera encoder.
+
+Parameter names follow the official checkpoints (``norm1``, ``attn.qkv``, ``attn.q_norm``,
+``ls1.gamma``, ``mlp.fc1`` / ``mlp.w12`` ...), so state dicts load without renaming.
+Inference only: no dropout, no drop-path.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .rope import apply_rope_2d
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class Mlp(nn.Module):
+    """Linear → exact GELU → Linear."""
+
+    def __init__(self, dim: int, hidden: int, out: int | None = None):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, out or dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class SwiGLU(nn.Module):
+    """Fused first projection ``w12`` split into (a, b); ``w3(silu(a) * b)``."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.w12 = nn.Linear(dim, 2 * hidden)
+        self.w3 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.w12(x).chunk(2, dim=-1)
+        return self.w3(F.silu(a) * b)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with optional QK-norm (LayerNorm per head, eps 1e-5) and 2-D RoPE."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool = False):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        head_dim = dim // num_heads
+        self.q_norm = nn.LayerNorm(head_dim, eps=1e-5) if qk_norm else None
+        self.k_norm = nn.LayerNorm(head_dim, eps=1e-5) if qk_norm else None
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, C); pos: (B or 1, T, 2) integer (y, x) RoPE positions, or None."""
+        b, t, c = x.shape
+        qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, T, head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if pos is not None:
+            q, k = apply_rope_2d(q, pos), apply_rope_2d(k, pos)
+        if q.dtype != v.dtype:  # QK-norm runs in fp32 under autocast; keep SDPA in one dtype
+            q, k = q.to(v.dtype), k.to(v.dtype)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, t, c))
+
+
+class Block(nn.Module):
+    """Pre-norm block: ``x + γ1·Attn(LN1 x)``, then ``x + γ2·FFN(LN2 x)``."""
+
+    def __init__(
+        self, dim: int, num_heads: int, ffn_hidden: int, *, ffn: str = "mlp", qk_norm=False, norm_eps=1e-6
+    ):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qk_norm=qk_norm)
+        self.ls1 = LayerScale(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = SwiGLU(dim, ffn_hidden) if ffn == "swiglu" else Mlp(dim, ffn_hidden)
+        self.ls2 = LayerScale(dim)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), pos))
+        return x + self.ls2(self.mlp(self.norm2(x)))
