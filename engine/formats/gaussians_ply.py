@@ -1,0 +1,157 @@
+"""3D Gaussian splats in the standard 3DGS PLY layout (numpy only).
+
+Layout (graphdeco 3DGS, also SuGaR, gsplat, nerfstudio ``splat.ply`` and the official DA3 ``gs_ply``),
+one binary little-endian vertex element, all float32, in this order::
+
+    x y z  nx ny nz  f_dc_0 f_dc_1 f_dc_2  f_rest_0 … f_rest_{3(K−1)−1}  opacity  scale_0..2  rot_0..3
+
+* ``f_dc_c`` is the degree-0 SH coefficient of colour channel c, ``f_rest`` the higher ones,
+  **channel-major**: ``f_rest[c·(K−1) + (k−1)] = sh[c, k]`` for k ≥ 1 (K = (degree+1)² coefficients).
+* ``opacity`` is stored as a logit, ``scale_i`` as the natural log of the standard deviation,
+  ``rot`` as a (w, x, y, z) quaternion that need not be normalised; the normals are zeros.
+
+``Gaussians`` holds *activated* values (linear scales, opacities in 0..1, unit quaternions), the same
+convention the result bundle uses for its ``gs_*`` arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .ply import PlyError, read_ply_vertices, write_vertex_table
+
+__all__ = ["Gaussians", "read_gaussians_ply", "write_gaussians_ply"]
+
+_SH_C0 = 0.28209479177387814  # Y_0^0; colour = 0.5 + C0 · f_dc
+_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class Gaussians:
+    """A set of 3D Gaussians with activated parameters."""
+
+    means: np.ndarray  # (M, 3) float32 centres
+    scales: np.ndarray  # (M, 3) float32 standard deviations along the local axes (linear, > 0)
+    rotations: np.ndarray  # (M, 4) float32 unit quaternions (w, x, y, z), local → world
+    sh: np.ndarray  # (M, 3, K) float32 SH coefficients per colour channel, K = (degree + 1)²
+    opacities: np.ndarray  # (M,) float32 in [0, 1]
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def sh_degree(self) -> int:
+        """Largest complete SH degree held (K = 1 → 0, 4 → 1, 9 → 2, 16 → 3)."""
+        return int(np.floor(np.sqrt(self.sh.shape[2]))) - 1
+
+    def base_colors(self) -> np.ndarray:
+        """(M, 3) float32 view-independent colour in 0..1 from the DC term (what a viewer shows head-on)."""
+        return np.clip(0.5 + _SH_C0 * self.sh[:, :, 0], 0.0, 1.0).astype(np.float32)
+
+
+def write_gaussians_ply(
+    path: str | os.PathLike,
+    means: np.ndarray,
+    scales: np.ndarray,
+    rotations_wxyz: np.ndarray,
+    harmonics: np.ndarray,
+    opacities: np.ndarray,
+) -> Path:
+    """Write Gaussians as a 3DGS PLY (see the module docstring for the layout).
+
+    means (M, 3); scales (M, 3) linear, > 0; rotations_wxyz (M, 4); harmonics (M, 3, K) with K ≥ 1;
+    opacities (M,) in [0, 1] (clipped to (1e-7, 1 − 1e-7) before the logit).
+    """
+    means = np.asarray(means, np.float32)
+    m = means.shape[0] if means.ndim == 2 else -1
+    if means.shape != (m, 3):
+        raise ValueError(f"means must have shape (M, 3), got {means.shape}")
+    scales = np.asarray(scales, np.float32)
+    rot = np.asarray(rotations_wxyz, np.float32)
+    sh = np.asarray(harmonics, np.float32)
+    op = np.asarray(opacities, np.float32).reshape(-1)
+    for name, arr, shape in (
+        ("scales", scales, (m, 3)),
+        ("rotations_wxyz", rot, (m, 4)),
+        ("opacities", op, (m,)),
+    ):
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    if sh.ndim != 3 or sh.shape[:2] != (m, 3) or sh.shape[2] < 1:
+        raise ValueError(f"harmonics must have shape ({m}, 3, K) with K ≥ 1, got {sh.shape}")
+    k = sh.shape[2]
+
+    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    names += [f"f_rest_{i}" for i in range(3 * (k - 1))]
+    names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    table = np.empty((m, len(names)), np.float32)  # filled block by block: one pass per block
+    table[:, 0:3] = means
+    table[:, 3:6] = 0.0
+    table[:, 6:9] = sh[:, :, 0]
+    rest_end = 9 + 3 * (k - 1)
+    rest = table[:, 9:rest_end].reshape(m, 3, k - 1)  # channel-major: column 9 + c*(K-1) + (k-1)
+    if np.shares_memory(rest, table):  # a view (always, for m > 0): fill it without a temporary
+        rest[...] = sh[:, :, 1:]
+    else:
+        table[:, 9:rest_end] = sh[:, :, 1:].reshape(m, 3 * (k - 1))
+    p = np.clip(op, _EPS, 1.0 - _EPS, dtype=np.float64)
+    table[:, rest_end] = np.log(p / (1.0 - p))
+    table[:, rest_end + 1 : rest_end + 4] = np.log(np.maximum(scales, 1e-30))
+    table[:, rest_end + 4 : rest_end + 8] = rot
+    return write_vertex_table(path, names, table)
+
+
+def _sorted_indexed(props, prefix: str) -> list[str]:
+    names = [n for n in props if n.startswith(prefix) and n[len(prefix) :].isdigit()]
+    return sorted(names, key=lambda n: int(n[len(prefix) :]))
+
+
+def read_gaussians_ply(path: str | os.PathLike) -> Gaussians:
+    """Read a 3DGS PLY (any SH degree, with or without ``f_rest_*``, extra properties ignored)."""
+    data = read_ply_vertices(path)
+    props = data.dtype.names
+    required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2"]
+    required += ["rot_0", "rot_1", "rot_2", "rot_3"]
+    missing = [n for n in required if n not in props]
+    if missing:
+        raise PlyError(
+            f"{path} is not a 3D Gaussian splat PLY: missing properties {missing} "
+            "(expected the 3DGS layout x y z f_dc_* f_rest_* opacity scale_* rot_*)"
+        )
+    m = data.shape[0]
+    # Usual case (every property float32, no padding): view the records as an (M, P) table and gather
+    # the wanted columns in one pass instead of one pass per property.
+    uniform = all(data.dtype[n] == np.float32 for n in props) and data.dtype.itemsize == 4 * len(props)
+    table = data.view(np.float32).reshape(m, len(props)) if uniform else None
+    index = {n: i for i, n in enumerate(props)}
+
+    def stack(names: list[str]) -> np.ndarray:
+        if table is not None:
+            return table[:, [index[n] for n in names]]
+        out = np.empty((m, len(names)), np.float32)
+        for i, n in enumerate(names):
+            out[:, i] = data[n]
+        return out
+
+    means = stack(["x", "y", "z"])
+    rest_names = _sorted_indexed(props, "f_rest_")
+    if len(rest_names) % 3:
+        raise PlyError(f"{path}: {len(rest_names)} f_rest properties is not a multiple of 3 colour channels")
+    k = 1 + len(rest_names) // 3
+    sh = np.empty((m, 3, k), np.float32)
+    sh[:, :, 0] = stack(["f_dc_0", "f_dc_1", "f_dc_2"])
+    if k > 1:
+        sh[:, :, 1:] = stack(rest_names).reshape(m, 3, k - 1)
+    scales = np.exp(stack(["scale_0", "scale_1", "scale_2"]).astype(np.float64)).astype(np.float32)
+    rot = stack(["rot_0", "rot_1", "rot_2", "rot_3"]).astype(np.float64)
+    norm = np.linalg.norm(rot, axis=1, keepdims=True)
+    bad = ~(norm[:, 0] > 0) | ~np.isfinite(norm[:, 0])
+    rot = np.divide(rot, norm, out=np.zeros_like(rot), where=~bad[:, None])
+    rot[bad] = (1.0, 0.0, 0.0, 0.0)
+    logit = np.asarray(data["opacity"], np.float64)
+    opacities = (0.5 * (1.0 + np.tanh(0.5 * logit))).astype(np.float32)  # = sigmoid, without overflow
+    return Gaussians(means=means, scales=scales, rotations=rot.astype(np.float32), sh=sh, opacities=opacities)
