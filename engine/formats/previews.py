@@ -44,7 +44,9 @@ _LUT = (
 )  # (256, 3)
 
 
-def colorize(values: np.ndarray, valid: np.ndarray | None = None, lo_pct: float = 2.0, hi_pct: float = 98.0):
+def colorize(
+    values: np.ndarray, valid: np.ndarray | None = None, lo_pct: float = 2.0, hi_pct: float = 98.0
+) -> np.ndarray:
     """Map a (H, W) array to (H, W, 3) uint8: percentile-normalised, larger values brighter.
 
     Pixels that are not finite or not in ``valid`` come out black.
