@@ -48,6 +48,10 @@ class DA3Net(nn.Module):
             self.gs_head = GaussianHead(preset.head)
         self.autocast_dtype: torch.dtype | None = None  # set by the loader for bf16 / fp16
 
+    @property
+    def predicts_cameras(self) -> bool:
+        return self.preset.cameras
+
     def _autocast(self, device: torch.device):
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
@@ -122,7 +126,7 @@ class DA3Net(nn.Module):
             if infer_gs and self.preset.gaussians:
                 self._gaussians(out, feats, x, extrinsics, h, w)
         if trace:
-            out.update({k: v[None] if k.endswith("_v0") else v for k, v in rec.items()})
+            out.update({k: v[None] for k, v in rec.items()})  # traces are of batch element 0
         return out
 
     def _run_head(self, feats, h, w, rays, rec) -> dict[str, torch.Tensor]:
@@ -192,6 +196,8 @@ class NestedDA3Net(nn.Module):
         super().__init__()
         self.da3 = DA3Net(anyview)
         self.da3_metric = DA3Net(metric)
+
+    predicts_cameras = True
 
     @property
     def autocast_dtype(self):
