@@ -107,8 +107,9 @@ class EventType(StrEnum):
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # Optional files a job can write beside the bundle (reconstruction.npz is always written). These names are
-# also the keys of ResultEvent.files, together with "bundle" for reconstruction.npz.
-EXPORTS = ("points", "gaussians", "mesh", "colmap", "glb", "nerfstudio")
+# also the keys of ResultEvent.files, together with "bundle" for reconstruction.npz. "depth" is the folder of
+# depth and confidence PNG previews.
+EXPORTS = ("points", "gaussians", "mesh", "colmap", "glb", "nerfstudio", "depth")
 PROCESS_RES_METHODS = ("upper_bound_resize", "lower_bound_resize", "upper_bound_crop", "lower_bound_crop")
 REF_VIEW_STRATEGIES = ("saddle_balanced", "saddle_sim_range", "first", "middle")
 DTYPES = ("auto", "float32", "float16", "bfloat16")

@@ -21,12 +21,13 @@ conf              float32 (N,H,W)  confidence, larger is better (optional: metri
 sky               bool (N,H,W)     True where the model sees sky (optional)
 extrinsics        float32 (N,3,4)  world-to-camera, OpenCV axes (x right, y down, z forward)
 intrinsics        float32 (N,3,3)  pixels of the processed image; pixel (u, v) centred at u+.5, v+.5
+intrinsics_orig…  float32 (N,3,3)  ``intrinsics_original``: the same cameras in pixels of the original image
 source_paths      <U (N,)          input file of each view ('' when unknown)
 frame_indices     int64 (N,)       frame number in the source video, −1 for stills
 timestamps_s      float64 (N,)     time of the frame in the video in seconds, NaN for stills
 original_sizes    int32 (N,2)      (height, width) of the original input image
 is_metric         bool ()          the model predicts metric depth
-units             <U ()            "metre" or "relative"
+units             <U ()            "metre", "relative" or "input" (the units of given cameras)
 scale_factor      float64 ()       scale applied to reach ``units`` (NaN when none)
 model_id          <U ()            checkpoint name or hub id
 options_json      <U ()            job options as JSON
@@ -74,6 +75,7 @@ __all__ = [
     "is_complete",
     "read_bundle",
     "read_manifest",
+    "scale_to_original",
     "write_bundle",
 ]
 
@@ -81,11 +83,12 @@ BUNDLE_FORMAT = "da3-bundle"
 SCHEMA_VERSION = 1
 ARRAYS_FILE = "reconstruction.npz"
 MANIFEST_FILE = "manifest.json"
-UNITS = ("metre", "relative")
+UNITS = ("metre", "relative", "input")  # "input": the units of the known cameras the job was given
 _MMAP_MIN_BYTES = 1 << 16
 
 _VIEW_ARRAYS = ("images", "depth", "conf", "sky", "extrinsics", "intrinsics")
 _PER_VIEW = ("source_paths", "frame_indices", "timestamps_s", "original_sizes")
+_OPTIONAL_PER_VIEW = ("intrinsics_original",)  # filled from intrinsics and original_sizes when not given
 _GS_KEYS = ("gs_means", "gs_scales", "gs_rotations", "gs_harmonics", "gs_opacities")
 _META_KEYS = (
     "is_metric",
@@ -97,7 +100,7 @@ _META_KEYS = (
     "timings_json",
     "ref_view_idx",
 )
-ALL_KEYS = _VIEW_ARRAYS + _PER_VIEW + _GS_KEYS + _META_KEYS
+ALL_KEYS = _VIEW_ARRAYS + _PER_VIEW + _OPTIONAL_PER_VIEW + _GS_KEYS + _META_KEYS
 _REQUIRED = ("images", "depth", "extrinsics", "intrinsics")
 
 
@@ -226,6 +229,9 @@ def _prepare_arrays(arrays: dict[str, Any], meta: dict[str, Any]) -> dict[str, n
         if given.get(key) is None:
             given[key] = default
         out[key] = want(key, shape, dtype)
+    if given.get("intrinsics_original") is None:
+        given["intrinsics_original"] = scale_to_original(out["intrinsics"], (h, w), out["original_sizes"])
+    out["intrinsics_original"] = want("intrinsics_original", (n, 3, 3), np.float32)
 
     gs = [k for k in _GS_KEYS if given.get(k) is not None]
     if gs:
@@ -268,6 +274,19 @@ def _prepare_arrays(arrays: dict[str, Any], meta: dict[str, Any]) -> dict[str, n
             raise BundleError(f"ref_view_idx {ref} is not a view index (0..{n - 1})")
         out["ref_view_idx"] = np.array(ref, np.int64)
     return out
+
+
+def scale_to_original(intrinsics: np.ndarray, processed_hw: tuple[int, int], original_sizes) -> np.ndarray:
+    """(N,3,3) processed-pixel K → (N,3,3) float32 K of the originals: row 0 × W_orig/W, row 1 × H_orig/H.
+
+    Exact for a plain resize (pixel-centre convention); a job that cropped writes the exact
+    ``intrinsics_original`` itself, and this is only the fallback for bundles that lack it.
+    """
+    k = np.array(intrinsics, np.float64)
+    sizes = np.asarray(original_sizes, np.float64).reshape(-1, 2)
+    k[:, 0, :] *= (sizes[:, 1] / processed_hw[1])[:, None]
+    k[:, 1, :] *= (sizes[:, 0] / processed_hw[0])[:, None]
+    return k.astype(np.float32)
 
 
 def _check_name(name: str) -> str:
@@ -427,12 +446,13 @@ class Bundle:
     sky: np.ndarray | None  # (N, H, W) bool, or None
     extrinsics: np.ndarray  # (N, 3, 4) float32 world-to-camera, OpenCV
     intrinsics: np.ndarray  # (N, 3, 3) float32, processed pixels
+    intrinsics_original: np.ndarray  # (N, 3, 3) float32, pixels of each original image (plate size)
     source_paths: tuple[str, ...]  # (N,)
     frame_indices: np.ndarray  # (N,) int64, −1 for stills
     timestamps_s: np.ndarray  # (N,) float64, NaN for stills
     original_sizes: np.ndarray  # (N, 2) int32 (H, W)
     is_metric: bool
-    units: str  # "metre" | "relative"
+    units: str  # "metre" | "relative" | "input"
     scale_factor: float  # NaN when none
     model_id: str
     options: dict[str, Any]
@@ -607,6 +627,9 @@ def read_bundle(folder: str | os.PathLike, *, mmap: bool = False) -> Bundle:
         sky=data.get("sky"),
         extrinsics=data["extrinsics"],
         intrinsics=data["intrinsics"],
+        intrinsics_original=data["intrinsics_original"]
+        if "intrinsics_original" in data
+        else scale_to_original(data["intrinsics"], data["images"].shape[1:3], data["original_sizes"]),
         source_paths=tuple(str(p) for p in data["source_paths"]),
         frame_indices=data["frame_indices"],
         timestamps_s=data["timestamps_s"],
