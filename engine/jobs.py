@@ -1,0 +1,662 @@
+"""One reconstruction job, from a ``ReconstructRequest`` to a finished result bundle.
+
+The engine process (``worker``) and the command line (``cli``) both call ``run_reconstruct`` with
+their own context: progress events on the pipe, or a progress bar on stderr. Stages, each timed and
+reported as ``progress(stage, current, total)``:
+
+``decode``       frames are decoded one at a time (``inputs.load_frames``) and each is shrunk at once
+                 by DA3's per-image resize, so a long 4K shot never sits in memory at full size (the
+                 resize time is counted as ``preprocess``);
+``load``         the model, through ``context.model_for`` (the worker keeps it loaded between jobs);
+``preprocess``,
+``network``,
+``postprocess``  ``pipeline.predict`` on the shrunk frames; with ``metric`` and a relative model, the
+                 metric model runs on the same frames and scales the result (``metric`` stage);
+``export``       the optional files, then reconstruction.npz, then the manifest (``BundleWriter``).
+
+Resizing before ``predict`` gives exactly DA3's preprocessing: each frame is already at its final
+per-image size, so ``predict`` (asked for that size) only applies the batch crop of mixed sizes.
+Both steps' ``ImageTransform`` are composed, so ``intrinsics_original`` maps to the original pixels.
+
+Cancel is checked before every frame, between stages and between exported files; it raises
+``JobCancelled`` before the manifest is written, so a cancelled job's folder never reads as a
+finished bundle. Problems the user can fix raise ``UserError`` saying what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import JobCancelled, UserError
+from .formats.bundle import BundleWriter
+from .formats.colmap import ColmapPoints, write_colmap
+from .formats.gaussians_ply import write_gaussians_ply
+from .formats.glb import write_scene_glb
+from .formats.ply import write_points_ply
+from .formats.previews import write_confidence_preview, write_depth_preview
+from .geometry.filters import PointSet, gather_points, subsample
+from .imaging import load_image
+from .inputs import Cancelled, FrameRef, VideoSelection, expand_inputs, iter_frames, load_frames
+from .metric_scale import MetricScaleError, fit_scale, scale_prediction
+from .model.presets import METRIC_PRESETS, NESTED_PRESET, PRESETS
+from .preprocess import ImageTransform, preprocess_images, process_res_note
+from .protocol import JobOptions, ReconstructRequest
+
+__all__ = ["COLMAP_MAX_POINTS", "Context", "KnownCameras", "read_cameras", "run_reconstruct"]
+
+COLMAP_MAX_POINTS = 100_000  # seed points for 3DGS trainers: plenty, and the text files stay small
+NOT_YET = {
+    "mesh": "a fused mesh is not available in this engine version yet; export 'points' instead",
+    "nerfstudio": "the nerfstudio export is not available yet; export 'colmap', which nerfstudio reads",
+}
+_LINKABLE = (".jpg", ".jpeg", ".png")  # stills COLMAP tools read as we did (when 8-bit RGB, not rotated)
+
+
+class Context(Protocol):
+    """What a job needs from its runner (``worker.JobContext``, ``cli.CliContext``)."""
+
+    job: str
+
+    def model_for(self, source: str, device: str = "auto", dtype: str = "auto") -> Any: ...
+    def progress(self, stage: str, current: int, total: int, message: str = "") -> None: ...
+    def log(self, level: str, message: str) -> None: ...
+    def result(self, files: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> None: ...
+    def cancelled(self) -> bool: ...
+    def check_cancel(self) -> None: ...
+
+
+def run_reconstruct(request: ReconstructRequest, context: Context) -> dict[str, Any]:
+    """Run one job and write its bundle into ``request.output``; returns the summary for ``finished``."""
+    started = time.perf_counter()
+    options = request.options
+    _check_options(options, context)
+    cameras = read_cameras(options.cameras) if options.cameras else None
+    folder = _output_folder(request.output)
+    stages = _Stages(context)
+
+    frames = _decode(request, context, stages)
+    if cameras is not None:
+        cameras.check_count(len(frames.refs))
+    model = _load_model(request, context, stages)
+    prediction = _predict(model, frames, cameras, options, stages)
+    prediction = _metric(prediction, frames, request, context, stages)
+    for note in prediction.notes:
+        context.log("warning", note)
+    result = _Result(request, frames, *_to_original(prediction, frames))
+    frames.images.clear()  # the shrunk frames are no longer needed (the prediction keeps its own copy)
+
+    files = _export(folder, result, context, stages)
+    p = result.prediction
+    n, h, w = p.depth.shape
+    summary = {
+        "views": n,
+        "height": h,
+        "width": w,
+        "units": p.units,
+        "is_metric": bool(p.is_metric),
+        "scale_factor": p.scale_factor,
+        "model": request.model,
+        "model_name": p.model_name,
+        "ref_view": p.ref_view_idx,
+        "output": str(folder),
+        "files": files,
+        "timings": {name: round(s, 4) for name, s in stages.seconds.items()},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    context.result(files, summary)
+    return summary
+
+
+# --- checks before any work -----------------------------------------------------------------------------
+
+
+def _check_options(options: JobOptions, context: Context) -> None:
+    for name in options.exports:
+        if name in NOT_YET:
+            raise UserError(f"The '{name}' export cannot be made: {NOT_YET[name]}.")
+    if options.metric and options.cameras:
+        raise UserError(
+            "Known cameras already fix the units of the result, so 'metric' cannot rescale it: "
+            "turn off 'metric', or leave out the cameras file."
+        )
+    note = process_res_note(options.process_res, options.process_res_method)
+    if note:
+        context.log("info", note)
+    if options.chunk_size is not None:
+        context.log(
+            "info", "Chunked inference is not available yet: all frames go through the network at once."
+        )
+
+
+def _output_folder(path: str) -> Path:
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"The output '{folder}' is a file, not a folder. Choose a folder for the result.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"Cannot create the output folder '{folder}': {exc.strerror or exc}. "
+            "Choose a folder you can write to."
+        ) from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"The output folder '{folder}' is not writable. Choose a folder you can write to.")
+    return folder
+
+
+@dataclass(frozen=True)
+class KnownCameras:
+    """Cameras the user already has (a solve from another tool, a calibrated rig), one per frame."""
+
+    path: str
+    intrinsics: np.ndarray  # (N, 3, 3) float64, pixels of the ORIGINAL images
+    extrinsics: np.ndarray | None  # (N, 4, 4) float64 world-to-camera, OpenCV; None: intrinsics only
+
+    def check_count(self, frames: int) -> None:
+        if len(self.intrinsics) != frames:
+            raise UserError(
+                f"The cameras file {self.path} has {len(self.intrinsics)} cameras but the job has {frames} "
+                "frames. Give one camera per frame, in frame order (check the frame range, and that no "
+                "image was skipped)."
+            )
+
+
+_CAMERAS_HELP = (
+    "It needs 'intrinsics' (N, 3, 3) in pixels of the original images and 'extrinsics' (N, 4, 4) or "
+    "(N, 3, 4) world-to-camera matrices with OpenCV axes (x right, y down, z forward)."
+)
+
+
+def read_cameras(path: str) -> KnownCameras:
+    """Read and check a known-cameras file: ``.npz`` or ``.json`` with ``intrinsics`` and ``extrinsics``."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(
+            f"The cameras file '{p}' does not exist. Choose a .npz or .json file. {_CAMERAS_HELP}"
+        )
+    if p.suffix.lower() not in (".npz", ".json"):
+        raise UserError(f"The cameras file '{p.name}' must be a .npz or .json file. {_CAMERAS_HELP}")
+
+    def bad(problem: str) -> UserError:
+        return UserError(f"The cameras file '{p}' {problem}. {_CAMERAS_HELP}")
+
+    try:
+        if p.suffix.lower() == ".npz":
+            with np.load(p, allow_pickle=False) as npz:
+                data = {key: npz[key] for key in npz.files}
+        else:
+            data = json.loads(p.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise bad("holds no JSON object")
+        arrays = {
+            key: np.asarray(data[key], np.float64) for key in ("intrinsics", "extrinsics") if key in data
+        }
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise bad(f"cannot be read ({exc})") from None
+    k = arrays.get("intrinsics")
+    if k is None:
+        raise bad("has no 'intrinsics'")
+    if k.ndim != 3 or k.shape[1:] != (3, 3) or not len(k):
+        raise bad(f"has 'intrinsics' of shape {k.shape}, not (N, 3, 3)")
+    if not np.isfinite(k).all() or (k[:, 0, 0] <= 0).any() or (k[:, 1, 1] <= 0).any():
+        raise bad("has intrinsics with non-finite or non-positive focal lengths")
+    if not np.allclose(k[:, 2], [0.0, 0.0, 1.0]):
+        raise bad("has intrinsics whose last row is not [0, 0, 1]")
+    e = arrays.get("extrinsics")
+    if e is not None:
+        if e.ndim != 3 or e.shape[1:] not in ((3, 4), (4, 4)) or len(e) != len(k):
+            raise bad(f"has 'extrinsics' of shape {e.shape} for {len(k)} intrinsics")
+        rot = e[:, :3, :3]
+        orthonormal = np.allclose(rot @ np.swapaxes(rot, 1, 2), np.eye(3), atol=1e-4)
+        if not np.isfinite(e).all() or not orthonormal or (np.linalg.det(rot) <= 0).any():
+            raise bad("has extrinsics whose rotation part is not a rotation (scaled, mirrored or not finite)")
+        e4 = np.tile(np.eye(4), (len(e), 1, 1))
+        e4[:, :3, :] = e[:, :3, :]
+        e = e4
+    return KnownCameras(str(p), k, e)
+
+
+# --- stages -------------------------------------------------------------------------------------------
+
+
+class _Stages:
+    """Stage timings in seconds, and the progress event that opens each stage (after a cancel check)."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.seconds: dict[str, float] = {}
+        self._open: tuple[str, float] | None = None
+
+    def begin(self, name: str, total: int = 1, message: str = "") -> None:
+        self.end()
+        self.context.check_cancel()
+        self._open = (name, time.perf_counter())
+        self.context.progress(name, 0, total, message)
+
+    def end(self) -> None:
+        if self._open is not None:
+            name, t0 = self._open
+            self.add(name, time.perf_counter() - t0)
+            self._open = None
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+
+@dataclass
+class _Frames:
+    images: list[np.ndarray]  # (h_i, w_i, 3) uint8 after DA3's per-image resize
+    transforms: list[ImageTransform]  # original pixels → those pixels, per frame
+    refs: list[FrameRef]  # where each frame came from
+    original_sizes: np.ndarray  # (N, 2) int64 (H, W) as decoded
+
+
+def _decode(request: ReconstructRequest, context: Context, stages: _Stages) -> _Frames:
+    options = request.options
+    transforms: list[ImageTransform] = []
+    resize_seconds = 0.0
+
+    def shrink(image: np.ndarray) -> np.ndarray:
+        nonlocal resize_seconds
+        t0 = time.perf_counter()
+        batch, (transform,) = preprocess_images([image], options.process_res, options.process_res_method)
+        transforms.append(transform)
+        resize_seconds += time.perf_counter() - t0
+        return batch[0]
+
+    stages.begin("decode", 0, "Reading the inputs")
+    try:
+        loaded = load_frames(
+            list(request.inputs),
+            frames=options.frames or (0, None, 1),
+            target_fps=options.target_fps,
+            skip_unreadable=options.skip_unreadable,
+            should_cancel=context.cancelled,
+            on_progress=lambda done, total, message: context.progress("decode", done, total, message),
+            transform=shrink,
+        )
+    except Cancelled:
+        raise JobCancelled() from None
+    except (
+        ValueError
+    ) as exc:  # InputError (paths, frame range, unreadable files), or a frame too thin to crop
+        raise UserError(str(exc)) from None
+    stages.end()
+    stages.add("decode", -resize_seconds)
+    stages.add("preprocess", resize_seconds)
+    for warning in loaded.warnings:
+        context.log("warning", warning)
+    return _Frames(loaded.images, transforms, loaded.refs, loaded.original_sizes)
+
+
+def _has_gaussian_head(model_name: str) -> bool:
+    return model_name == NESTED_PRESET or (model_name in PRESETS and PRESETS[model_name].gaussians)
+
+
+def _load_model(request: ReconstructRequest, context: Context, stages: _Stages) -> Any:
+    options = request.options
+    stages.begin("load", 1, f"Loading {request.model}")
+    model = context.model_for(request.model, options.device, options.dtype)
+    name = getattr(model, "model_name", "")
+    context.progress("load", 1, 1, f"Loaded {name or request.model}")
+    if options.infer_gs and not _has_gaussian_head(name):
+        raise UserError(
+            f"3D Gaussians need a giant model (DA3-GIANT or DA3NESTED-GIANT-LARGE), but {request.model} is "
+            f"{name or 'another model'}. Choose a giant model, or turn off Gaussians."
+        )
+    return model
+
+
+def _batch_side(transforms: list[ImageTransform], method: str) -> int:
+    """The bounded side every shrunk frame shares (the longer one for upper_bound_*, else the shorter)."""
+    side = max if method.startswith("upper") else min
+    sides = {side(t.final_hw) for t in transforms}
+    if len(sides) != 1:
+        raise RuntimeError(f"frames were resized to different bounded sides {sorted(sides)}")
+    return sides.pop()
+
+
+def _predict(model, frames: _Frames, cameras: KnownCameras | None, options: JobOptions, stages: _Stages):
+    from .pipeline import predict  # torch: imported when a job runs, not when this module loads
+
+    given: dict[str, np.ndarray] = {}
+    if cameras is not None:
+        if cameras.extrinsics is None and getattr(model, "predicts_cameras", True):
+            raise UserError(
+                f"The cameras file {cameras.path} has intrinsics only; this model predicts poses, so it "
+                "needs 'extrinsics' too (or leave out the cameras file)."
+            )
+        given["intrinsics"] = np.stack(
+            [t.apply_to_intrinsics(k) for t, k in zip(frames.transforms, cameras.intrinsics, strict=True)]
+        )
+        if cameras.extrinsics is not None:
+            given["extrinsics"] = cameras.extrinsics
+    return predict(
+        model,
+        frames.images,
+        process_res=_batch_side(frames.transforms, options.process_res_method),
+        process_res_method=options.process_res_method,
+        ref_view_strategy=options.ref_view_strategy,
+        use_ray_pose=options.use_ray_pose,
+        infer_gs=options.infer_gs,
+        seed=options.seed,
+        on_stage=stages.begin,
+        **given,
+    )
+
+
+def _metric(prediction, frames: _Frames, request: ReconstructRequest, context: Context, stages: _Stages):
+    """With ``metric``: scale a relative prediction to metres with the metric model (see metric_scale)."""
+    options = request.options
+    if not options.metric:
+        return prediction
+    if prediction.units == "metre":
+        context.log("info", f"{prediction.model_name} is already metric: no metric model needed.")
+        return prediction
+    from .pipeline import predict
+
+    stages.begin("metric", 2, f"Loading the metric model {options.metric_model}")
+    metric_model = context.model_for(options.metric_model, options.device, options.dtype)
+    if getattr(metric_model, "model_name", "") not in METRIC_PRESETS:
+        raise UserError(
+            f"The metric model {options.metric_model} is not a metric depth model: choose "
+            "depth-anything/DA3METRIC-LARGE (or a folder with it)."
+        )
+    context.progress("metric", 1, 2, "Running the metric model")
+    k_shrunk = _unprocess(prediction.transforms, prediction.intrinsics)  # in pixels both models see
+    metric = predict(
+        metric_model,
+        frames.images,
+        process_res=_batch_side(frames.transforms, options.process_res_method),
+        process_res_method=options.process_res_method,
+        intrinsics=k_shrunk,
+        seed=options.seed,
+        on_stage=lambda name: context.check_cancel(),
+    )
+    try:
+        scale = fit_scale(prediction.depth, metric.depth, prediction.conf, metric.sky)
+    except MetricScaleError as exc:
+        raise UserError(f"Metric scale failed: {exc}. Try without 'metric'.") from None
+    context.progress("metric", 2, 2, f"1 unit = {scale:.4g} m")
+    context.log("info", f"Metric scale from {options.metric_model}: 1 unit = {scale:.4g} m")
+    return scale_prediction(prediction, scale, sky=metric.sky)
+
+
+def _to_original(prediction, frames: _Frames) -> tuple[Any, np.ndarray]:
+    """Compose the per-frame resize with predict's batch crop; returns (prediction, intrinsics_original)."""
+    transforms = []
+    for first, second in zip(frames.transforms, prediction.transforms, strict=True):
+        if second.original_hw != first.final_hw or second.divisible_hw != first.final_hw:
+            raise RuntimeError(f"predict resized a pre-sized frame again: {first} then {second}")
+        transforms.append(
+            replace(first, batch_crop_offset_yx=second.batch_crop_offset_yx, final_hw=second.final_hw)
+        )
+    k_original = _unprocess(transforms, prediction.intrinsics).astype(np.float32)
+    return replace(prediction, transforms=tuple(transforms)), k_original
+
+
+def _unprocess(transforms, intrinsics: np.ndarray) -> np.ndarray:
+    """(N,3,3) processed-pixel K → (N,3,3) float64 K in the pixels each transform started from."""
+    pairs = zip(transforms, intrinsics, strict=True)
+    return np.stack([t.processed_to_original_intrinsics(k) for t, k in pairs])
+
+
+# --- export -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Result:
+    """What the exporters read: the request, the frames' origins, the prediction in original pixels."""
+
+    request: ReconstructRequest
+    frames: _Frames
+    prediction: Any  # pipeline.Prediction
+    intrinsics_original: np.ndarray  # (N, 3, 3) float32
+
+    @cached_property
+    def points(self) -> PointSet:
+        """World points of the kept pixels (confidence percentile, sky, point budget of the options)."""
+        p, o = self.prediction, self.request.options
+        return gather_points(
+            p.depth,
+            p.intrinsics,
+            p.extrinsics,
+            p.processed_images,
+            p.conf,
+            p.sky,
+            budget=o.max_points,
+            conf_percentile=o.conf_percentile,
+            seed=o.seed,
+        )
+
+
+def _export_points(path: Path, r: _Result, context: Context) -> None:
+    pts = r.points
+    write_points_ply(path, pts.xyz, pts.rgb, pts.conf, extra={"view": pts.view})
+
+
+def _export_glb(path: Path, r: _Result, context: Context) -> None:
+    p, pts = r.prediction, r.points
+    write_scene_glb(path, pts.xyz, pts.rgb, p.extrinsics, p.intrinsics, p.depth.shape[1:])
+
+
+def _export_gaussians(path: Path, r: _Result, context: Context) -> None:
+    g = r.prediction.gaussians
+    if g is None:
+        raise UserError("The model returned no Gaussians: turn on Gaussians (infer_gs) with a giant model.")
+    write_gaussians_ply(path, g.means, g.scales, g.rotations, g.harmonics, g.opacities)
+
+
+def _export_depth(folder: Path, r: _Result, context: Context) -> None:
+    p = r.prediction
+    folder.mkdir(exist_ok=True)
+    for i in range(len(p.depth)):
+        context.check_cancel()
+        write_depth_preview(folder / f"depth_{i:04d}.png", p.depth[i], None if p.sky is None else ~p.sky[i])
+        if p.conf is not None:
+            write_confidence_preview(folder / f"conf_{i:04d}.png", p.conf[i])
+
+
+def _export_colmap(folder: Path, r: _Result, context: Context) -> list[str]:
+    """COLMAP model at the original size; stills linked, other images written from decoded pixels.
+
+    The manifest lists the model and the written images, not the links: a bundle must stay complete
+    when the user moves the source photos.
+    """
+    p, refs = r.prediction, r.frames.refs
+    rewrite = {i for i, ref in enumerate(refs) if ref.frame_index >= 0 or not _plain_still(ref.path)}
+    names = _colmap_names(refs, rewrite)
+    pts = r.points
+    keep = subsample(len(pts), COLMAP_MAX_POINTS, r.request.options.seed)
+    write_colmap(
+        folder,
+        extrinsics=p.extrinsics,
+        intrinsics_original=r.intrinsics_original,
+        image_sizes=r.frames.original_sizes,
+        image_names=names,
+        points=_colmap_points(pts, keep, p.extrinsics, r.intrinsics_original),
+        image_sources=[None if i in rewrite else ref.path for i, ref in enumerate(refs)],
+    )
+    written = _write_plates(folder / "images", names, rewrite, r.request, refs, context)
+    return ["sparse", *(f"images/{name}" for name in written)]
+
+
+# name → (file or folder in the bundle, writer). A writer returns None to list all it wrote in the
+# manifest, or the paths (relative to its folder) to list.
+EXPORTERS: dict[str, tuple[str, Callable[[Path, _Result, Context], list[str] | None]]] = {
+    "points": ("points.ply", _export_points),
+    "glb": ("scene.glb", _export_glb),
+    "gaussians": ("gaussians.ply", _export_gaussians),
+    "colmap": ("colmap", _export_colmap),
+    "depth": ("previews", _export_depth),
+}
+
+
+def _export(folder: Path, r: _Result, context: Context, stages: _Stages) -> dict[str, str]:
+    """Write the exports, then reconstruction.npz (with the timings), then the manifest."""
+    exports = r.request.options.exports
+    total = len(exports) + 1
+    stages.begin("export", total, "Writing the result")
+    writer = BundleWriter(folder)  # removes an old manifest: the folder reads incomplete until finish()
+    files: dict[str, str] = {}
+    for done, name in enumerate(exports, 1):
+        context.check_cancel()
+        filename, write = EXPORTERS[name]
+        listed = write(writer.path(filename), r, context)
+        for entry in [filename] if listed is None else [f"{filename}/{sub}" for sub in listed]:
+            writer.add_file(entry)
+        files[name] = str(writer.folder / filename)
+        context.progress("export", done, total, f"Wrote {filename}")
+    context.check_cancel()
+    stages.end()
+    t0 = time.perf_counter()
+    files["bundle"] = str(writer.write_arrays(*_bundle_arrays(r, stages.seconds)))
+    context.check_cancel()
+    writer.finish()
+    stages.add("export", time.perf_counter() - t0)
+    context.progress("export", total, total, "Wrote reconstruction.npz")
+    return files
+
+
+def _bundle_arrays(r: _Result, timings: dict[str, float]) -> tuple[dict[str, Any], dict[str, Any]]:
+    p, refs = r.prediction, r.frames.refs
+    arrays: dict[str, Any] = {
+        "images": p.processed_images,
+        "depth": p.depth,
+        "conf": p.conf,
+        "sky": p.sky,
+        "extrinsics": p.extrinsics,
+        "intrinsics": p.intrinsics,
+        "intrinsics_original": r.intrinsics_original,
+        "source_paths": [os.path.abspath(ref.path) for ref in refs],
+        "frame_indices": np.array([ref.frame_index for ref in refs], np.int64),
+        "timestamps_s": np.array([ref.timestamp_s for ref in refs], np.float64),
+        "original_sizes": r.frames.original_sizes,
+    }
+    g = p.gaussians
+    if g is not None:
+        arrays.update(
+            gs_means=g.means, gs_scales=g.scales, gs_rotations=g.rotations, gs_harmonics=g.harmonics
+        )
+        arrays["gs_opacities"] = g.opacities
+    meta = {
+        "is_metric": p.is_metric,
+        "units": p.units,
+        "scale_factor": p.scale_factor,
+        "model_id": r.request.model,
+        "options": r.request.options.to_dict(),
+        "timings": {name: round(s, 4) for name, s in timings.items()},
+        "ref_view_idx": p.ref_view_idx if p.ref_view_idx >= 0 else None,
+    }
+    return arrays, meta
+
+
+# --- COLMAP helpers -----------------------------------------------------------------------------------
+
+
+def _plain_still(path: str) -> bool:
+    """True when COLMAP tools read this file as we did: 8-bit RGB JPEG/PNG without an EXIF rotation."""
+    if Path(path).suffix.lower() not in _LINKABLE:
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode == "RGB" and im.getexif().get(0x0112, 1) == 1  # 0x0112: EXIF orientation
+    except OSError:
+        return False
+
+
+def _colmap_names(refs: list[FrameRef], rewrite: set[int]) -> list[str]:
+    """Image names: a still's file name (``.jpg`` when rewritten), ``<video>_<frame>.jpg`` for frames."""
+    names = []
+    for i, ref in enumerate(refs):
+        p = Path(ref.path)
+        if ref.frame_index >= 0:
+            name = f"{p.stem}_{ref.frame_index:06d}.jpg"
+        else:
+            name = f"{p.stem}.jpg" if i in rewrite else p.name
+        names.append(name.replace(" ", "_"))
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return [f"{i:05d}_{name}" if counts[name] > 1 else name for i, name in enumerate(names)]
+
+
+def _colmap_points(pts: PointSet, keep: np.ndarray, w2c: np.ndarray, k_original: np.ndarray) -> ColmapPoints:
+    """One observation per point: its projection into its source view at the original size (exact under
+    crops too, where scaling the processed pixel would not be)."""
+    xyz = pts.xyz[keep].astype(np.float64)  # (P, 3)
+    view = pts.view[keep].astype(np.int64)  # (P,)
+    ext = np.asarray(w2c, np.float64)[view]  # (P, 3, 4)
+    cam = np.einsum("pij,pj->pi", ext[:, :, :3], xyz) + ext[:, :, 3]
+    uvw = np.einsum("pij,pj->pi", np.asarray(k_original, np.float64)[view], cam)
+    return ColmapPoints(
+        xyz=xyz,
+        rgb=pts.rgb[keep],
+        error=np.zeros(len(keep)),
+        track_point=np.arange(len(keep), dtype=np.int64),
+        track_image=view,
+        track_xy=uvw[:, :2] / uvw[:, 2:3],
+    )
+
+
+def _save_jpeg(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    tmp = path.with_name(path.name + ".partial")
+    Image.fromarray(image).save(tmp, format="JPEG", quality=95)
+    os.replace(tmp, path)
+
+
+def _write_plates(
+    folder: Path,
+    names: list[str],
+    rewrite: set[int],
+    request: ReconstructRequest,
+    refs: list[FrameRef],
+    context: Context,
+) -> list[str]:
+    """Write the images COLMAP cannot link to: decoded stills, and the video frames decoded once more
+    (the job keeps no full-size frame in memory). Returns the names written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    wanted: dict[tuple[str, int], str] = {}
+    for i in sorted(rewrite):
+        if refs[i].frame_index < 0:
+            context.check_cancel()
+            _save_jpeg(folder / names[i], load_image(refs[i].path))
+            written.append(names[i])
+        else:
+            wanted[(refs[i].path, refs[i].frame_index)] = names[i]
+    if not wanted:
+        return written
+    options = request.options
+    plan = expand_inputs(
+        list(request.inputs), frames=options.frames or (0, None, 1), target_fps=options.target_fps
+    )
+    decoded = iter_frames([item for item in plan if isinstance(item, VideoSelection)])
+    try:
+        for ref, image in decoded:
+            name = wanted.pop((ref.path, ref.frame_index), None)
+            if name is not None:
+                _save_jpeg(folder / name, image)
+                written.append(name)
+            if not wanted:
+                break
+            context.check_cancel()
+    finally:
+        decoded.close()
+    if wanted:
+        context.log("warning", f"{len(wanted)} video frame(s) could not be decoded again for colmap/images.")
+    return written
