@@ -23,7 +23,7 @@ from torch import nn
 from .layers import Block
 from .presets import BackboneConfig
 from .refview import MIN_VIEWS_FOR_SELECTION, select_reference_view
-from .rope import flat_positions, grid_positions
+from .rope import flat_positions, grid_positions, rope_tables
 
 PATCH = 14
 POS_GRID = 37  # the learned position table covers 37x37 patches (518 px) + the class entry
@@ -106,8 +106,9 @@ class Backbone(nn.Module):
         b, s, _, h, w = x.shape
         ph, pw = h // PATCH, w // PATCH
         stream = self.tokens(x, trace)
-        local_pos = grid_positions(ph, pw, x.device)[None].expand(b * s, -1, -1)
-        global_pos = flat_positions(ph, pw, x.device).repeat(s, 1)[None].expand(b, -1, -1)
+        head_dim = cfg.head_dim
+        local_rope = rope_tables(grid_positions(ph, pw, x.device), head_dim)
+        global_rope = rope_tables(flat_positions(ph, pw, x.device).repeat(s, 1), head_dim)
 
         order = None  # permutation applied to the view axis (reference view first)
         ref_idx = -1
@@ -138,11 +139,11 @@ class Backbone(nn.Module):
                     stream[:, :1, 0] = self.camera_token[:, 0].to(stream.dtype)
                     stream[:, 1:, 0] = self.camera_token[:, 1].to(stream.dtype)
             if cfg.is_global(i):
-                pos = global_pos if cfg.has_rope(i) else None
-                stream = block(stream.reshape(b, s * stream.shape[2], -1), pos).reshape(stream.shape)
+                rope = global_rope if cfg.has_rope(i) else None
+                stream = block(stream.reshape(b, s * stream.shape[2], -1), rope).reshape(stream.shape)
             else:
-                pos = local_pos if cfg.has_rope(i) else None
-                stream = block(stream.reshape(b * s, *stream.shape[2:]), pos).reshape(stream.shape)
+                rope = local_rope if cfg.has_rope(i) else None
+                stream = block(stream.reshape(b * s, *stream.shape[2:]), rope).reshape(stream.shape)
                 local_x = stream
             if trace is not None:
                 records0.append(self._unpermute(stream[:, :, 0], order)[0])

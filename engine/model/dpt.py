@@ -51,7 +51,7 @@ class ResidualConvUnit(nn.Module):
         self.conv2 = nn.Conv2d(f, f, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(F.relu(self.conv1(F.relu(x)))) + x
+        return self.conv2(F.relu(self.conv1(F.relu(x)), inplace=True)).add_(x)
 
 
 class FusionBlock(nn.Module):
@@ -82,13 +82,15 @@ def _conv_relu_conv(c_in: int, c_out: int, norm: nn.Module | None = None) -> nn.
     """3×3 conv c_in→32, [LayerNorm], ReLU, 1×1 conv 32→c_out. Identity placeholders keep the
     checkpoint's Sequential indices (conv .0, LayerNorm .2, final conv .2 or .5)."""
     if norm is None:
-        return nn.Sequential(nn.Conv2d(c_in, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, c_out, 1))
+        return nn.Sequential(
+            nn.Conv2d(c_in, 32, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(32, c_out, 1)
+        )
     return nn.Sequential(
         nn.Conv2d(c_in, 32, 3, padding=1),
         nn.Identity(),
         norm,
         nn.Identity(),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.Conv2d(32, c_out, 1),
     )
 
@@ -146,7 +148,8 @@ class DPTHead(nn.Module):
         self.scratch = Scratch(cfg, aux)
         self._uv_cache: dict = {}
 
-    def add_uv(self, x: torch.Tensor, aspect: float) -> torch.Tensor:
+    def add_uv(self, x: torch.Tensor, aspect: float, inplace: bool = False) -> torch.Tensor:
+        """Add the UV embedding (in place for a fresh intermediate map, to save a full-size copy)."""
         if not self.cfg.pos_embed:
             return x
         key = (x.shape[1:], aspect, x.device, x.dtype)
@@ -154,7 +157,7 @@ class DPTHead(nn.Module):
             self._uv_cache = {
                 key: uv_embedding(x.shape[1], x.shape[2], x.shape[3], aspect, x.device, x.dtype)
             }
-        return x + self._uv_cache[key]
+        return x.add_(self._uv_cache[key]) if inplace else x + self._uv_cache[key]
 
     def pyramid(
         self, feats: list[torch.Tensor], h: int, w: int, trace: dict | None = None
@@ -193,10 +196,21 @@ class DepthHead(DPTHead):
         (V, 8ph, 8pw, 6), ``ray_conf`` — whichever the head has (rays only when asked)."""
         sc = self.scratch
         levels = self.pyramid(feats, h, w, trace)
-        fused = sc.fuse(levels, trace=trace)
-        neck = self.add_uv(upsample(sc.output_conv1(fused), (h, w)), w / h)
+        out = {}
+        if self.cfg.dual and rays:
+            aux = sc.output_conv1_aux[RAY_LEVEL](sc.fuse(levels, "_aux"))
+            ray_logits = sc.output_conv2_aux[RAY_LEVEL](self.add_uv(aux, w / h, inplace=True))
+            del aux
+            out["ray"] = ray_logits[:, :6].permute(0, 2, 3, 1)
+            out["ray_conf"] = torch.exp(ray_logits[:, 6]) + 1
+            if trace is not None:
+                trace["head_ray_logits_v0"] = ray_logits[0]
+        fused = sc.output_conv1(sc.fuse(levels, trace=trace))
+        del levels
+        neck = self.add_uv(upsample(fused, (h, w)), w / h, inplace=True)  # (V, F/2, H, W): the peak
+        del fused
         logits = sc.output_conv2(neck)
-        out = {"depth": torch.exp(logits[:, 0])}
+        out["depth"] = torch.exp(logits[:, 0])
         if self.cfg.output_dim == 2:
             out["conf"] = torch.exp(logits[:, 1]) + 1
         if trace is not None:
@@ -206,13 +220,6 @@ class DepthHead(DPTHead):
             out["sky"] = F.relu(sky_logits[:, 0])
             if trace is not None:
                 trace["head_sky_logits_v0"] = sky_logits[0]
-        if self.cfg.dual and rays:
-            aux = sc.output_conv1_aux[RAY_LEVEL](sc.fuse(levels, "_aux"))
-            ray_logits = sc.output_conv2_aux[RAY_LEVEL](self.add_uv(aux, w / h))
-            out["ray"] = ray_logits[:, :6].permute(0, 2, 3, 1)
-            out["ray_conf"] = torch.exp(ray_logits[:, 6]) + 1
-            if trace is not None:
-                trace["head_ray_logits_v0"] = ray_logits[0]
         return out
 
 
@@ -234,7 +241,8 @@ class GaussianHead(DPTHead):
 
     def forward(self, feats, images: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """images: (V, 3, H, W) normalised. Returns raw (V, H, W, 37) and opacity density (V, H, W)."""
-        fused = self.scratch.fuse(self.pyramid(feats, h, w))
-        neck = upsample(self.scratch.output_conv1(fused), (h, w)) + self.images_merger(images)
-        logits = self.scratch.output_conv2(self.add_uv(neck, w / h)).permute(0, 2, 3, 1)
+        fused = self.scratch.output_conv1(self.scratch.fuse(self.pyramid(feats, h, w)))
+        neck = upsample(fused, (h, w)).add_(self.images_merger(images))
+        del fused
+        logits = self.scratch.output_conv2(self.add_uv(neck, w / h, inplace=True)).permute(0, 2, 3, 1)
         return logits[..., :-1], torch.sigmoid(logits[..., -1])

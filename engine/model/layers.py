@@ -11,16 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rope import apply_rope_2d
+from .rope import apply_rope
 
 
 class LayerScale(nn.Module):
+    """Holds the per-channel γ; the block applies it fused with the residual add (``addcmul``)."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.gamma = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma
 
 
 class Mlp(nn.Module):
@@ -60,15 +59,15 @@ class Attention(nn.Module):
         self.k_norm = nn.LayerNorm(head_dim, eps=1e-5) if qk_norm else None
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, T, C); pos: (B or 1, T, 2) integer (y, x) RoPE positions, or None."""
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """x: (B, T, C); rope: (cos, sin) tables (T, head_dim) from ``rope.rope_tables``, or None."""
         b, t, c = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, T, head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        if pos is not None:
-            q, k = apply_rope_2d(q, pos), apply_rope_2d(k, pos)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
         if q.dtype != v.dtype:  # QK-norm runs in fp32 under autocast; keep SDPA in one dtype
             q, k = q.to(v.dtype), k.to(v.dtype)
         x = F.scaled_dot_product_attention(q, k, v)
@@ -89,6 +88,6 @@ class Block(nn.Module):
         self.mlp = SwiGLU(dim, ffn_hidden) if ffn == "swiglu" else Mlp(dim, ffn_hidden)
         self.ls2 = LayerScale(dim)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), pos))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x = torch.addcmul(x, self.attn(self.norm1(x), rope), self.ls1.gamma)  # x + γ1 ⊙ attn
+        return torch.addcmul(x, self.mlp(self.norm2(x)), self.ls2.gamma)

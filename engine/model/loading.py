@@ -115,6 +115,7 @@ def build_and_load(
             state[key] = loaded[file_key]
     net.load_state_dict(state, strict=True, assign=True)
     net.autocast_dtype = None if dt == torch.float32 else dt
+    net.head_chunk = 1 if dev.type == "cpu" else 4  # full-size maps of one view at a time on a CPU
     net.eval().requires_grad_(False)
     net.model_name, net.source, net.run_device, net.run_dtype = files.model_name, files.source, dev, dt
     return net

@@ -31,8 +31,6 @@ from .postprocess import align_to_metric, fill_sky_depth, gaussian_pose_scale
 from .presets import Preset
 from .ray_pose import cameras_from_rays
 
-HEAD_CHUNK = 8  # views per head pass: bounds the memory of the full-resolution maps
-
 
 class DA3Net(nn.Module):
     def __init__(self, preset: Preset):
@@ -47,6 +45,7 @@ class DA3Net(nn.Module):
         if preset.gaussians:
             self.gs_head = GaussianHead(preset.head)
         self.autocast_dtype: torch.dtype | None = None  # set by the loader for bf16 / fp16
+        self.head_chunk = 4  # views per head pass: bounds the memory of the full-resolution maps
 
     @property
     def predicts_cameras(self) -> bool:
@@ -134,8 +133,8 @@ class DA3Net(nn.Module):
         b, s = feats[0].shape[:2]
         flat = [f.reshape(b * s, *f.shape[2:]) for f in feats]
         chunks = []
-        for i in range(0, b * s, HEAD_CHUNK):
-            part = [f[i : i + HEAD_CHUNK] for f in flat]
+        for i in range(0, b * s, self.head_chunk):
+            part = [f[i : i + self.head_chunk] for f in flat]
             chunks.append(self.head(part, h, w, rays=rays, trace=rec if i == 0 else None))
         return {
             k: torch.cat([c[k] for c in chunks]).reshape(b, s, *chunks[0][k].shape[1:]) for k in chunks[0]
@@ -158,10 +157,10 @@ class DA3Net(nn.Module):
         b, s = x.shape[:2]
         flat = [f.reshape(b * s, *f.shape[2:]) for f in feats]
         raws, dens = [], []
-        for i in range(0, b * s, HEAD_CHUNK):
+        for i in range(0, b * s, self.head_chunk):
             r, d = self.gs_head(
-                [f[i : i + HEAD_CHUNK] for f in flat],
-                x.reshape(b * s, *x.shape[2:])[i : i + HEAD_CHUNK].float(),
+                [f[i : i + self.head_chunk] for f in flat],
+                x.reshape(b * s, *x.shape[2:])[i : i + self.head_chunk].float(),
                 h,
                 w,
             )
@@ -198,6 +197,14 @@ class NestedDA3Net(nn.Module):
         self.da3_metric = DA3Net(metric)
 
     predicts_cameras = True
+
+    @property
+    def head_chunk(self) -> int:
+        return self.da3.head_chunk
+
+    @head_chunk.setter
+    def head_chunk(self, value: int) -> None:
+        self.da3.head_chunk = self.da3_metric.head_chunk = value
 
     @property
     def autocast_dtype(self):

@@ -2,8 +2,9 @@
 
 A head of size D is split in two halves: the first is rotated by the token's y position, the
 second by its x position. Inside a half of size d, the pairs are (j, j + d/2) ("rotate half"),
-with frequencies ``100^(-2k/d)``, k = 0 .. d/2-1. Angles are computed in fp32 and cast to the
-q/k dtype before cos/sin, as the official implementation does.
+with frequencies ``100^(-2k/d)``, k = 0 .. d/2-1. Angles are computed in fp32 (positions ×
+inverse frequencies) before cos/sin, as the official implementation does. The cos/sin tables are
+built once per forward pass and shared by every block that uses the same positions.
 """
 
 from __future__ import annotations
@@ -13,20 +14,24 @@ import torch
 ROPE_BASE = 100.0
 
 
-def _rotate_1d(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """x: (B, heads, T, d); positions: (B, T) integer."""
-    d = x.shape[-1]
-    inv_freq = 1.0 / (ROPE_BASE ** (torch.arange(0, d, 2, device=x.device).float() / d))
-    angles = (positions.to(torch.float32)[..., None] * inv_freq).to(x.dtype)  # (B, T, d/2)
-    angles = torch.cat((angles, angles), dim=-1)[:, None]  # (B, 1, T, d)
-    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
-    return x * angles.cos() + torch.cat((-x2, x1), dim=-1) * angles.sin()
+def rope_tables(pos: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """pos: (T, 2) integer (y, x) positions → (cos, sin), each (T, head_dim) float32."""
+    d = head_dim // 2
+    inv_freq = 1.0 / (ROPE_BASE ** (torch.arange(0, d, 2, device=pos.device).float() / d))
+    halves = []
+    for axis in (0, 1):
+        angles = pos[:, axis].float()[:, None] * inv_freq  # (T, d/2)
+        halves.append(torch.cat((angles, angles), dim=-1))
+    angles = torch.cat(halves, dim=-1)
+    return angles.cos(), angles.sin()
 
 
-def apply_rope_2d(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """x: (B, heads, T, D); pos: (B or 1, T, 2) integer (y, x) positions."""
-    y_half, x_half = x.chunk(2, dim=-1)
-    return torch.cat((_rotate_1d(y_half, pos[..., 0]), _rotate_1d(x_half, pos[..., 1])), dim=-1)
+def apply_rope(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """x: (B, heads, T, D) → rotated x, with tables from ``rope_tables``."""
+    cos, sin = tables
+    q = x.shape[-1] // 4
+    rotated = torch.cat((-x[..., q : 2 * q], x[..., :q], -x[..., 3 * q :], x[..., 2 * q : 3 * q]), dim=-1)
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
 
 
 def grid_positions(ph: int, pw: int, device=None) -> torch.Tensor:
