@@ -139,18 +139,16 @@ def _check_options(options: JobOptions, context: Context) -> None:
 
 
 def _output_folder(path: str) -> Path:
-    folder = Path(path).expanduser()
+    """The output folder, checked before any work (it is created only when the result is written)."""
+    folder = Path(path).expanduser().absolute()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"The output '{folder}' is a file, not a folder. Choose a folder for the result.")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(
-            f"Cannot create the output folder '{folder}': {exc.strerror or exc}. "
+            f"Cannot write the output folder '{folder}' ('{existing}' is not writable). "
             "Choose a folder you can write to."
-        ) from None
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"The output folder '{folder}' is not writable. Choose a folder you can write to.")
+        )
     return folder
 
 
