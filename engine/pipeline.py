@@ -47,7 +47,9 @@ class Prediction:
     units: str = "relative"  # "metre" when is_metric
     ref_view_idx: int = -1  # the view chosen as world frame (-1: no selection ran)
     transforms: tuple[ImageTransform, ...] = ()  # original → processed pixels, per view
-    features: dict[int, np.ndarray] = field(default_factory=dict)  # block → (N, ph, pw, C), input order
+    features: dict[int, np.ndarray] = field(
+        default_factory=dict
+    )  # block → (N, ph, pw, C) normed, input order
     model_name: str = ""
     notes: tuple[str, ...] = ()  # caveats worth showing the user (e.g. an assumed focal length)
 
@@ -146,7 +148,7 @@ def predict(
     return Prediction(
         processed_images=_processed_images(x_np),
         transforms=tuple(transforms),
-        features=_features(o, n),
+        features={int(k[len("feat_layer_") :]): v for k, v in o.items() if k.startswith("feat_layer_")},
         model_name=getattr(model, "model_name", ""),
         **_cameras(o, given_w2c, k_proc, h, w, metric),
     )
@@ -205,14 +207,6 @@ def _cameras(o: dict, given_w2c, k_given, h: int, w: int, metric: bool) -> dict:
         "ref_view_idx": int(o["ref_view_idx"]),
         "notes": tuple(notes),
     }
-
-
-def _features(o: dict, n: int) -> dict[int, np.ndarray]:
-    """Exported block outputs back in input order (the network yields them reference-first)."""
-    ref = int(o["ref_view_idx"])
-    order = [ref] + [v for v in range(n) if v != ref] if ref > 0 else list(range(n))
-    inverse = np.argsort(order)
-    return {int(k[len("feat_layer_") :]): v[inverse] for k, v in o.items() if k.startswith("feat_layer_")}
 
 
 def _default_intrinsics(h: int, w: int, fov_deg: float = 60.0) -> np.ndarray:

@@ -36,10 +36,18 @@ def camera_centres(w2c: np.ndarray) -> np.ndarray:
 
 
 def normalize_extrinsics(w2c: np.ndarray) -> np.ndarray:
-    """(N,4,4) → (N,4,4): ``E_i · E_0⁻¹``, translations divided by max(lower median distance, 0.1)."""
+    """(N,4,4) → (N,4,4): ``E_i · E_0⁻¹``, translations divided by max(lower median distance, 0.1).
+
+    The distances include view 0's own zero, as upstream. For two views that median is always 0,
+    so upstream divides by the 0.1 floor and the network sees the rig in the user's units; we use
+    the other camera's distance instead, so a two-view rig is normalised like every other one.
+    """
     rel = w2c @ np.linalg.inv(w2c[0])
     dist = np.linalg.norm(camera_centres(rel), axis=1)
     median = np.sort(dist)[(len(dist) - 1) // 2]  # torch.median: the lower middle element
+    if median <= 1e-9 and np.any(dist > 1e-9):
+        moved = np.sort(dist[dist > 1e-9])
+        median = moved[(len(moved) - 1) // 2]
     rel[:, :3, 3] /= max(median, 0.1)
     return rel
 

@@ -99,8 +99,8 @@ class Backbone(nn.Module):
         x: (B, S, 3, H, W) normalised images; cam_tokens: (B, S, C) from the camera encoder or None.
         ref_view_idx forces the reference view (else the strategy picks it when S >= 3 and no poses).
         Returns (features per out layer (B, S, P, D), camera tokens per out layer (B, S, 2C or C),
-        the reference view index or -1, exported block outputs {layer: (B, S, P, C)} normed, in
-        processing order).
+        the reference view index or -1, exported block outputs {layer: (B, S, P, C)} normed).
+        Everything comes back in the input view order.
         """
         cfg = self.cfg
         b, s, _, h, w = x.shape
@@ -153,8 +153,8 @@ class Backbone(nn.Module):
                 out = self._unpermute(out, order)
                 cam_toks.append(out[:, :, 0])
                 feats.append(self._head_features(out[:, :, 1:]))
-            if i in export_layers:  # like the official code: not restored to the input order
-                exported[i] = self.norm(stream[:, :, 1:])
+            if i in export_layers:  # in input order (upstream leaves later layers reference-first)
+                exported[i] = self.norm(self._unpermute(stream[:, :, 1:], order))
         if trace is not None:
             trace["bb_block_tok0"] = torch.stack(records0)  # (L, S, C)
             trace["bb_block_patch_mean"] = torch.stack(records_mean)
