@@ -1,0 +1,92 @@
+"""Panel settings + preferences (plain dicts) → one ``ReconstructRequest`` for the engine.
+
+Everything a user can get wrong is checked here, before a process starts, with a message that says what
+to do: no inputs, a missing model folder, a resolution that is not a multiple of 14.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..engine.protocol import JobOptions, ReconstructRequest, new_job_id
+from . import models
+from .inputs import InputError, collect_inputs
+
+__all__ = ["PATCH", "JobSpecError", "build_request", "resolve_model", "snap_resolution"]
+
+PATCH = 14  # DA3's patch size: the processed image sides are multiples of it
+MIN_RES, MAX_RES = 14, 4088
+
+
+class JobSpecError(ValueError):
+    """The settings cannot make a job; the message tells the user what to change."""
+
+
+def snap_resolution(value: int) -> int:
+    """The nearest multiple of 14 within [14, 4088] (the network works on 14-pixel patches)."""
+    snapped = int(round(value / PATCH)) * PATCH
+    return max(MIN_RES, min(MAX_RES, snapped))
+
+
+def resolve_model(choice: str, default_model: str, custom_folder: str = "") -> str:
+    """The engine's model source: a hub id from the catalogue, or a local checkpoint folder.
+
+    ``choice`` is a catalogue key, ``"DEFAULT"`` (the preferences' default) or ``"CUSTOM"`` (a folder).
+    """
+    if choice == "CUSTOM":
+        folder = os.path.abspath(os.path.expanduser(custom_folder)) if custom_folder else ""
+        if not folder or not os.path.isdir(folder):
+            raise JobSpecError(
+                "Choose the model folder (it holds config.json and model.safetensors), "
+                "or pick a model from the list."
+            )
+        missing = [
+            n for n in ("config.json", "model.safetensors") if not os.path.isfile(os.path.join(folder, n))
+        ]
+        if missing:
+            raise JobSpecError(
+                f"The model folder {folder} lacks {' and '.join(missing)}: choose the folder that holds "
+                "the files downloaded from the hub."
+            )
+        return folder
+    key = default_model if choice == "DEFAULT" else choice
+    try:
+        return models.model_info(key).repo_id
+    except KeyError as exc:
+        raise JobSpecError(f"Unknown model {key!r}: pick one from the list.") from exc
+
+
+def build_request(
+    settings: Mapping[str, Any], prefs: Mapping[str, Any], output_root: str
+) -> ReconstructRequest:
+    """A job from the panel's ``settings`` and the add-on ``prefs`` (both plain dicts; keys as in
+    ``panels``/``preferences``). Its bundle goes to ``output_root/<job id>``."""
+    try:
+        inputs = collect_inputs(
+            settings["input_mode"], settings.get("images", ()), settings.get("folder", "")
+        )
+    except InputError as exc:
+        raise JobSpecError(str(exc)) from exc
+    res = int(settings.get("process_res", 504))
+    if res % PATCH or not MIN_RES <= res <= MAX_RES:
+        raise JobSpecError(
+            f"Process resolution {res} must be a multiple of {PATCH} between {MIN_RES} and {MAX_RES} "
+            f"(for example {snap_resolution(res)})."
+        )
+    model = resolve_model(
+        settings.get("model", "DEFAULT"), prefs["default_model"], settings.get("custom_model", "")
+    )
+    job = new_job_id()
+    options = JobOptions(
+        process_res=res,
+        process_res_method=settings.get("process_res_method", "upper_bound_resize"),
+        ref_view_strategy=settings.get("ref_view_strategy", "saddle_balanced"),
+        use_ray_pose=bool(settings.get("use_ray_pose", False)),
+        metric=bool(settings.get("metric", False)),
+        device=prefs.get("device", "auto"),
+    )
+    return ReconstructRequest(
+        job=job, inputs=tuple(inputs), output=os.path.join(output_root, job), model=model, options=options
+    )

@@ -1,0 +1,26 @@
+"""Every bl_idname of the extension in one place (operators, panels, menus, property groups)."""
+
+# operators
+RECONSTRUCT = "da3.reconstruct"
+CANCEL = "da3.cancel"
+UNLOAD_MODEL = "da3.unload_model"
+CHOOSE_IMAGES = "da3.choose_images"
+CLEAR_IMAGES = "da3.clear_images"
+SETUP_ENGINE = "da3.setup_engine"
+CANCEL_SETUP = "da3.cancel_setup"
+OPEN_PREFERENCES = "da3.open_preferences"
+IMPORT_BUNDLE = "import_scene.da3_reconstruction"
+
+# panels (3D View sidebar, tab "Reconstruct")
+PANEL_CATEGORY = "Reconstruct"
+PANEL_MAIN = "VIEW3D_PT_da3_reconstruct"
+PANEL_INPUTS = "VIEW3D_PT_da3_inputs"
+PANEL_MODEL = "VIEW3D_PT_da3_model"
+PANEL_IMPORT = "VIEW3D_PT_da3_import"
+PANEL_ENGINE = "VIEW3D_PT_da3_engine"
+PANEL_DISPLAY = "VIEW3D_PT_da3_display"
+
+# property groups
+SCENE_SETTINGS = "DA3_PG_scene_settings"
+IMAGE_ITEM = "DA3_PG_image_item"
+SCENE_ATTRIBUTE = "da3"  # bpy.types.Scene.da3

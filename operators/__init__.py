@@ -1,0 +1,1 @@
+"""Operators: thin. Each reads its properties into plain values and calls ``core``/``scene`` functions."""

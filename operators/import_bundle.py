@@ -1,0 +1,102 @@
+"""File > Import > DA3 reconstruction: import any result bundle (from Blender, the CLI or a render farm)."""
+
+import os
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+
+from .. import idnames
+
+__all__ = ["DA3_OT_import_bundle", "bundle_folder"]
+
+
+def bundle_folder(path: str) -> str:
+    """The bundle folder for what the user picked: the folder itself, or the folder of a file in it
+    (manifest.json or reconstruction.npz)."""
+    path = bpy.path.abspath(path)
+    return path if os.path.isdir(path) else os.path.dirname(path)
+
+
+class DA3_OT_import_bundle(bpy.types.Operator):
+    """Import a DA3 reconstruction bundle (a folder with manifest.json and reconstruction.npz)"""
+
+    bl_idname = idnames.IMPORT_BUNDLE
+    bl_label = "Import DA3 Reconstruction"
+    bl_options = {"REGISTER", "UNDO", "PRESET"}
+
+    filepath: StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
+    directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
+    filter_glob: StringProperty(default="manifest.json;reconstruction.npz", options={"HIDDEN"})
+    filter_folder: BoolProperty(default=True, options={"HIDDEN"})
+
+    points: BoolProperty(name="Points", default=True)
+    cameras: BoolProperty(name="Cameras", default=True)
+    backgrounds: BoolProperty(name="Image Backgrounds", default=True)
+    animated_camera: EnumProperty(
+        name="Camera Animation",
+        items=[
+            ("AUTO", "Automatic", "One animated camera for video frames, one camera per image otherwise"),
+            ("ALWAYS", "Animated Camera", "One camera keyed on every view"),
+            ("NEVER", "Camera per View", "One camera for every view"),
+        ],
+        default="AUTO",
+    )
+    max_points: IntProperty(name="Max Points", default=2_000_000, min=1000)
+    conf_percentile: FloatProperty(
+        name="Drop Least Confident", default=40.0, min=0.0, max=99.0, subtype="PERCENTAGE"
+    )
+    set_render: BoolProperty(name="Set Render Camera", default=True)
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def options(self) -> dict:
+        return {
+            "points": self.points,
+            "cameras": self.cameras,
+            "backgrounds": self.backgrounds,
+            "animated_camera": self.animated_camera,
+            "max_points": self.max_points,
+            "conf_percentile": self.conf_percentile,
+            "set_render": self.set_render,
+        }
+
+    def execute(self, context):
+        from ..engine.formats.bundle import BundleError
+        from ..scene.importer import ImportOptions, import_bundle
+
+        folder = bundle_folder(self.filepath or self.directory)
+        try:
+            result = import_bundle(context, folder, ImportOptions(**self.options()))
+        except (BundleError, OSError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, result.summary)
+        return {"FINISHED"}
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        for name in ("points", "max_points", "conf_percentile", "cameras", "backgrounds", "animated_camera"):
+            layout.prop(self, name)
+        layout.prop(self, "set_render")
+
+
+def menu_import(self, context):
+    self.layout.operator(idnames.IMPORT_BUNDLE, text="DA3 Reconstruction (folder)")
+
+
+CLASSES = (DA3_OT_import_bundle,)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+
+
+def unregister() -> None:
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

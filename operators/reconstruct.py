@@ -1,0 +1,199 @@
+"""Reconstruct: send the chosen images to the engine, follow the job, import the result.
+
+``invoke`` returns at once: a window-manager timer wakes ``modal`` on the main thread, which drains the
+engine's events (``tick``) and imports the bundle when the job finishes. Esc or the panel's Cancel
+button cancels; a cancelled or failed job imports nothing. ``execute`` (scripts, background mode) runs
+the same steps but waits for the job.
+
+The logic lives in module functions (``begin``, ``tick``, ``modal_step``) that take the operator only as
+a place to keep its timer, so tests drive them with fake timer and Esc events (timers never fire in
+background mode).
+"""
+
+from __future__ import annotations
+
+import time
+
+import bpy
+
+from .. import idnames, preferences, properties
+from ..core.jobspec import JobSpecError, build_request
+from ..core.service import BusyError, JobState
+from . import runtime
+
+__all__ = ["DA3_OT_cancel", "DA3_OT_reconstruct", "begin", "modal_step", "tick", "why_not_ready"]
+
+TIMER_INTERVAL = 0.1
+
+
+def why_not_ready(context: bpy.types.Context) -> str | None:
+    """Why Reconstruct is disabled right now (cheap: called on every redraw), None when it is enabled."""
+    svc = runtime.service()
+    if svc.busy:
+        return "A reconstruction is running: wait for it or cancel it"
+    s = properties.settings(context)
+    if s.input_mode == "FILES" and len(s.images) == 0:
+        return "Choose images first"
+    if s.input_mode == "FOLDER" and not s.folder:
+        return "Choose a folder of images first"
+    if s.model == "CUSTOM" and not s.custom_model:
+        return "Choose the model folder"
+    prefs = preferences.prefs_values(preferences.get_prefs(context))
+    if not runtime.has_override():
+        choice = runtime.engine_python(prefs)
+        if not choice.ok:
+            return choice.problem
+    return None
+
+
+def begin(context: bpy.types.Context) -> JobState:
+    """Validate the settings, build the job and submit it (the engine starts if needed).
+
+    Raises JobSpecError (bad settings, no engine) or BusyError (a job runs)."""
+    prefs = preferences.prefs_values(preferences.get_prefs(context))
+    problem = runtime.configure_engine(prefs)
+    if problem:
+        raise JobSpecError(problem)
+    output_root = prefs["results_folder"] or preferences.user_folder("results")
+    request = build_request(properties.settings_values(properties.settings(context)), prefs, output_root)
+    runtime.set_report("INFO", f"Reconstructing {len(request.inputs)} images...")
+    return runtime.service().submit(request)
+
+
+def _import_result(context: bpy.types.Context, job: JobState) -> None:
+    """Import a finished job's bundle; an import failure turns the job into a failed one."""
+    from ..engine.formats.bundle import BundleError
+    from ..scene.importer import ImportOptions, import_bundle
+
+    options = ImportOptions(
+        name=f"Reconstruction {job.job[:6]}", **properties.import_values(properties.settings(context))
+    )
+    try:
+        result = import_bundle(context, job.bundle, options)
+    except (BundleError, OSError, ValueError) as exc:
+        job.outcome, job.error = "failed", f"The result could not be imported: {exc}"
+        return
+    finally:
+        job.imported = True
+    job.summary["imported"] = result.summary
+    result.root["da3_job"] = job.job
+
+
+def tick(context: bpy.types.Context) -> str | None:
+    """Drain the engine's events; on the job's end import (if it finished). Returns None while the job
+    runs, else its outcome: "finished", "cancelled" or "failed"."""
+    svc = runtime.service()
+    svc.pump()
+    runtime.tag_redraw(context)
+    job = svc.job
+    if job is None:
+        return "failed"
+    if job.running:
+        return None
+    if job.outcome == "finished" and not job.imported:
+        _import_result(context, job)
+    if job.outcome == "finished":
+        runtime.set_report("INFO", job.summary.get("imported", "Reconstruction imported."))
+    elif job.outcome == "cancelled":
+        runtime.set_report("WARNING", "Reconstruction cancelled; nothing was imported.")
+    else:
+        runtime.set_report("ERROR", f"Reconstruction failed: {job.error}")
+    return job.outcome
+
+
+def _finish(op, context: bpy.types.Context, outcome: str) -> set[str]:
+    timer = getattr(op, "_timer", None)
+    if timer is not None:
+        context.window_manager.event_timer_remove(timer)
+        op._timer = None
+    level, text = runtime.last_report() or ("INFO", outcome)
+    op.report({level}, text)
+    return {"FINISHED"} if outcome == "finished" else {"CANCELLED"}
+
+
+def modal_step(op, context: bpy.types.Context, event) -> set[str]:
+    """One modal event: Esc cancels, a timer tick drains events, anything else passes through."""
+    if event.type == "ESC" and event.value == "PRESS":
+        runtime.service().cancel()
+        runtime.tag_redraw(context)
+        return {"RUNNING_MODAL"}
+    if event.type != "TIMER":
+        return {"PASS_THROUGH"}
+    outcome = tick(context)
+    if outcome is None:
+        return {"RUNNING_MODAL"}
+    return _finish(op, context, outcome)
+
+
+class DA3_OT_reconstruct(bpy.types.Operator):
+    """Reconstruct the chosen images in 3D with Depth Anything 3 and import points and cameras"""
+
+    bl_idname = idnames.RECONSTRUCT
+    bl_label = "Reconstruct"
+    bl_options = {"REGISTER", "UNDO"}
+
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        reason = why_not_ready(context)
+        if reason:
+            cls.poll_message_set(reason)
+        return reason is None
+
+    def invoke(self, context, event):
+        try:
+            begin(context)
+        except (JobSpecError, BusyError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        return modal_step(self, context, event)
+
+    def execute(self, context):
+        """Blocking path for scripts and background mode (no event loop there)."""
+        try:
+            begin(context)
+        except (JobSpecError, BusyError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        while (outcome := tick(context)) is None:
+            time.sleep(TIMER_INTERVAL / 2)
+        return _finish(self, context, outcome)
+
+
+class DA3_OT_cancel(bpy.types.Operator):
+    """Cancel the running reconstruction (nothing is imported). Press again after 10 s to stop the engine"""
+
+    bl_idname = idnames.CANCEL
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        if not runtime.service().busy:
+            cls.poll_message_set("No reconstruction is running")
+            return False
+        return True
+
+    def execute(self, context):
+        runtime.service().cancel()
+        runtime.tag_redraw(context)
+        return {"FINISHED"}
+
+
+CLASSES = (DA3_OT_reconstruct, DA3_OT_cancel)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

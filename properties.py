@@ -1,0 +1,165 @@
+"""The N-panel's settings, stored per scene (``scene.da3``), and ``settings_values`` to read them as a dict."""
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+from . import idnames
+from .core import models
+from .core.jobspec import snap_resolution
+from .engine.protocol import PROCESS_RES_METHODS, REF_VIEW_STRATEGIES
+
+__all__ = ["DA3_PG_image_item", "DA3_PG_scene_settings", "import_values", "settings", "settings_values"]
+
+MODEL_ITEMS = (
+    [("DEFAULT", "Default", "The default model from the add-on preferences")]
+    + models.enum_items()
+    + [("CUSTOM", "Local Folder", "A checkpoint folder on disk (config.json + model.safetensors)")]
+)
+REF_VIEW_LABELS = {
+    "saddle_balanced": ("Balanced", "The view most like the others (DA3's default)"),
+    "saddle_sim_range": ("Similarity Range", "The view with the widest spread of similarity to the others"),
+    "first": ("First", "The first image is the reference"),
+    "middle": ("Middle", "The middle image is the reference"),
+}
+RESIZE_LABELS = {
+    "upper_bound_resize": ("Fit Longer Side", "Scale so the longer side is the resolution"),
+    "lower_bound_resize": ("Fit Shorter Side", "Scale so the shorter side is the resolution"),
+    "upper_bound_crop": ("Fit Longer Side, Crop", "Scale the longer side, crop to multiples of 14"),
+    "lower_bound_crop": ("Fit Shorter Side, Crop", "Scale the shorter side, crop to multiples of 14"),
+}
+
+
+def _snap(self, _context) -> None:
+    snapped = snap_resolution(self.process_res)
+    if snapped != self.process_res:  # setting it calls this again, once
+        self.process_res = snapped
+
+
+class DA3_PG_image_item(bpy.types.PropertyGroup):
+    path: StringProperty(name="Path", subtype="FILE_PATH")
+
+
+class DA3_PG_scene_settings(bpy.types.PropertyGroup):
+    input_mode: EnumProperty(
+        name="Input",
+        items=[
+            ("FILES", "Images", "Images chosen in the file browser"),
+            ("FOLDER", "Folder", "Every image in a folder"),
+        ],
+        default="FILES",
+    )
+    images: CollectionProperty(type=DA3_PG_image_item)
+    folder: StringProperty(name="Folder", description="A folder of images", subtype="DIR_PATH")
+    model: EnumProperty(name="Model", items=MODEL_ITEMS, default="DEFAULT")
+    custom_model: StringProperty(
+        name="Model Folder", description="Folder with config.json and model.safetensors", subtype="DIR_PATH"
+    )
+    process_res: IntProperty(
+        name="Resolution",
+        description="Processing size of the images in pixels (a multiple of 14; larger is slower and finer)",
+        default=504,
+        min=14,
+        max=4088,
+        soft_max=1512,
+        step=14,
+        update=_snap,
+    )
+    process_res_method: EnumProperty(
+        name="Resize",
+        items=[(m, *RESIZE_LABELS[m]) for m in PROCESS_RES_METHODS],
+        default="upper_bound_resize",
+    )
+    metric: BoolProperty(
+        name="Metric Scale",
+        description="Also run the metric model and scale the result to metres (downloads DA3 Metric Large)",
+        default=False,
+    )
+    use_ray_pose: BoolProperty(
+        name="Ray Pose",
+        description="Cameras from the ray head: slower, more precise within a batch",
+        default=False,
+    )
+    ref_view_strategy: EnumProperty(
+        name="Reference View",
+        items=[(s, *REF_VIEW_LABELS[s]) for s in REF_VIEW_STRATEGIES],
+        default="saddle_balanced",
+    )
+    import_points: BoolProperty(name="Points", description="Import the point cloud", default=True)
+    import_cameras: BoolProperty(name="Cameras", description="Import one camera per image", default=True)
+    camera_backgrounds: BoolProperty(
+        name="Image Backgrounds", description="Show each image as its camera's background", default=True
+    )
+    set_render: BoolProperty(
+        name="Set Render Camera",
+        description="Make the reference camera the scene camera and set the render resolution to its image",
+        default=True,
+    )
+    max_points: IntProperty(
+        name="Max Points",
+        description="Keep at most this many points (a random subset); the viewport stays fast",
+        default=2_000_000,
+        min=1000,
+        soft_max=20_000_000,
+    )
+    conf_percentile: bpy.props.FloatProperty(
+        name="Drop Least Confident",
+        description="Leave out this percentage of the least confident pixels",
+        default=40.0,
+        min=0.0,
+        max=99.0,
+        subtype="PERCENTAGE",
+    )
+
+
+CLASSES = (DA3_PG_image_item, DA3_PG_scene_settings)
+
+
+def settings(context: bpy.types.Context) -> DA3_PG_scene_settings:
+    return getattr(context.scene, idnames.SCENE_ATTRIBUTE)
+
+
+def settings_values(s: DA3_PG_scene_settings) -> dict:
+    """The job settings as plain values (what ``core.jobspec.build_request`` takes)."""
+    return {
+        "input_mode": s.input_mode,
+        "images": [bpy.path.abspath(item.path) for item in s.images],
+        "folder": bpy.path.abspath(s.folder) if s.folder else "",
+        "model": s.model,
+        "custom_model": bpy.path.abspath(s.custom_model) if s.custom_model else "",
+        "process_res": s.process_res,
+        "process_res_method": s.process_res_method,
+        "metric": s.metric,
+        "use_ray_pose": s.use_ray_pose,
+        "ref_view_strategy": s.ref_view_strategy,
+    }
+
+
+def import_values(s: DA3_PG_scene_settings) -> dict:
+    """The import choices as keyword arguments of ``scene.importer.ImportOptions``."""
+    return {
+        "points": s.import_points,
+        "cameras": s.import_cameras,
+        "backgrounds": s.camera_backgrounds,
+        "set_render": s.set_render,
+        "max_points": s.max_points,
+        "conf_percentile": s.conf_percentile,
+    }
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    setattr(bpy.types.Scene, idnames.SCENE_ATTRIBUTE, PointerProperty(type=DA3_PG_scene_settings))
+
+
+def unregister() -> None:
+    delattr(bpy.types.Scene, idnames.SCENE_ATTRIBUTE)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

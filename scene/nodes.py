@@ -1,0 +1,97 @@
+"""Geometry Nodes: the "DA3 Points" group that draws a vertex cloud as renderable points.
+
+Vertices whose ``confidence_rank`` is below "Min Confidence" are deleted (live: drag the slider in the
+modifier or the N-panel), the rest become points of radius "Point Size" × "Scene Size" (the point size
+is relative, so metric and unit-less scenes look alike), and get the colour material.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+__all__ = ["MODIFIER_NAME", "POINTS_GROUP", "SOCKETS", "add_point_cloud_modifier", "point_cloud_group"]
+
+POINTS_GROUP = "DA3 Points"
+MODIFIER_NAME = "DA3 Points"
+_VERSION = 1
+# socket name → (type, default, min, max, description)
+SOCKETS = {
+    "Point Size": ("NodeSocketFloat", 0.002, 0.0, 1.0, "Point radius as a fraction of the scene size"),
+    "Scene Size": ("NodeSocketFloat", 1.0, 0.0, 1e9, "Size of the scene (set on import)"),
+    "Min Confidence": ("NodeSocketFloat", 0.0, 0.0, 1.0, "Hide this share of the least confident points"),
+}
+
+
+def _interface_inputs(group: bpy.types.NodeTree) -> dict[str, bpy.types.NodeTreeInterfaceSocket]:
+    return {
+        item.name: item
+        for item in group.interface.items_tree
+        if item.item_type == "SOCKET" and item.in_out == "INPUT"
+    }
+
+
+def point_cloud_group(rank_attribute: str = "confidence_rank") -> bpy.types.GeometryNodeTree:
+    """The shared node group (built once per file, rebuilt when its version is old)."""
+    group = bpy.data.node_groups.get(POINTS_GROUP)
+    if group is not None and group.get("da3_version") == _VERSION:
+        return group
+    if group is None:
+        group = bpy.data.node_groups.new(POINTS_GROUP, "GeometryNodeTree")
+    group["da3_version"] = _VERSION
+    group.nodes.clear()
+    group.interface.clear()
+    group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    for name, (kind, default, low, high, description) in SOCKETS.items():
+        socket = group.interface.new_socket(name, in_out="INPUT", socket_type=kind)
+        socket.default_value, socket.min_value, socket.max_value = default, low, high
+        socket.description = description
+    group.interface.new_socket("Material", in_out="INPUT", socket_type="NodeSocketMaterial")
+    group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+
+    n, link = group.nodes, group.links.new
+    g_in, g_out = n.new("NodeGroupInput"), n.new("NodeGroupOutput")
+    rank = n.new("GeometryNodeInputNamedAttribute")
+    rank.data_type = "FLOAT"
+    rank.inputs["Name"].default_value = rank_attribute
+    below = n.new("FunctionNodeCompare")
+    below.data_type, below.operation = "FLOAT", "LESS_THAN"
+    delete = n.new("GeometryNodeDeleteGeometry")
+    delete.domain = "POINT"
+    radius = n.new("ShaderNodeMath")
+    radius.operation = "MULTIPLY"
+    to_points = n.new("GeometryNodeMeshToPoints")
+    to_points.mode = "VERTICES"
+    set_material = n.new("GeometryNodeSetMaterial")
+
+    link(rank.outputs["Attribute"], below.inputs["A"])
+    link(g_in.outputs["Min Confidence"], below.inputs["B"])
+    link(g_in.outputs["Geometry"], delete.inputs["Geometry"])
+    link(below.outputs["Result"], delete.inputs["Selection"])
+    link(g_in.outputs["Point Size"], radius.inputs[0])
+    link(g_in.outputs["Scene Size"], radius.inputs[1])
+    link(delete.outputs["Geometry"], to_points.inputs["Mesh"])
+    link(radius.outputs["Value"], to_points.inputs["Radius"])
+    link(to_points.outputs["Points"], set_material.inputs["Geometry"])
+    link(g_in.outputs["Material"], set_material.inputs["Material"])
+    link(set_material.outputs["Geometry"], g_out.inputs["Geometry"])
+    for i, node in enumerate((g_in, rank, below, delete, radius, to_points, set_material, g_out)):
+        node.location = (200 * i - 800, 0 if node not in (rank, below, radius) else -220)
+    return group
+
+
+def modifier_input(modifier: bpy.types.NodesModifier, name: str) -> str:
+    """The key of a group input on a modifier (``modifier[key]`` holds its value)."""
+    return _interface_inputs(modifier.node_group)[name].identifier
+
+
+def add_point_cloud_modifier(
+    obj: bpy.types.Object, material: bpy.types.Material, *, scene_size: float, point_size: float
+) -> bpy.types.NodesModifier:
+    """Add the "DA3 Points" modifier to ``obj`` with this cloud's scene size and point size."""
+    modifier = obj.modifiers.new(MODIFIER_NAME, "NODES")
+    modifier.node_group = point_cloud_group()
+    modifier[modifier_input(modifier, "Scene Size")] = float(scene_size)
+    modifier[modifier_input(modifier, "Point Size")] = float(point_size)
+    modifier[modifier_input(modifier, "Min Confidence")] = 0.0
+    modifier[modifier_input(modifier, "Material")] = material
+    return modifier
