@@ -45,7 +45,7 @@ from .formats.glb import write_scene_glb
 from .formats.ply import write_points_ply
 from .formats.previews import write_confidence_preview, write_depth_preview
 from .geometry.filters import PointSet, gather_points, subsample
-from .imaging import load_image
+from .imaging import ImageReadError, load_image
 from .inputs import Cancelled, FrameRef, VideoSelection, expand_inputs, iter_frames, load_frames
 from .metric_scale import MetricScaleError, fit_scale, scale_prediction
 from .model.presets import METRIC_PRESETS, NESTED_PRESET, PRESETS
@@ -285,10 +285,11 @@ def _decode(request: ReconstructRequest, context: Context, stages: _Stages) -> _
         )
     except Cancelled:
         raise JobCancelled() from None
-    except (
-        ValueError
-    ) as exc:  # InputError (paths, frame range, unreadable files), or a frame too thin to crop
-        raise UserError(str(exc)) from None
+    except ValueError as exc:  # InputError (paths, frames, unreadable files), or too thin to crop
+        hint = ""
+        if isinstance(exc.__cause__, ImageReadError) and not options.skip_unreadable:
+            hint = " Or turn on skipping unreadable images to go on without it."
+        raise UserError(f"{exc}{hint}") from None
     stages.end()
     stages.add("decode", -resize_seconds)
     stages.add("preprocess", resize_seconds)
@@ -543,10 +544,8 @@ def _bundle_arrays(r: _Result, timings: dict[str, float]) -> tuple[dict[str, Any
     }
     g = p.gaussians
     if g is not None:
-        arrays.update(
-            gs_means=g.means, gs_scales=g.scales, gs_rotations=g.rotations, gs_harmonics=g.harmonics
-        )
-        arrays["gs_opacities"] = g.opacities
+        gs_keys = ("gs_means", "gs_scales", "gs_rotations", "gs_harmonics", "gs_opacities")
+        arrays.update(zip(gs_keys, (g.means, g.scales, g.rotations, g.harmonics, g.opacities), strict=True))
     meta = {
         "is_metric": p.is_metric,
         "units": p.units,
