@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import plyfile
 import pytest
 import torch
 from PIL import Image
@@ -188,6 +189,49 @@ def test_metric_option_scales_depth_cameras_to_metres_with_the_metric_model(smal
     np.testing.assert_allclose(b.extrinsics[:, :, :3], rel.extrinsics[:, :, :3])
     assert b.sky is not None and b.sky[:, :10, :10].all() and b.sky.sum() == 3 * 100  # the metric model's sky
     assert "metric" in metric_context.stages() and summary["units"] == "metre"
+
+
+class FakeGiantNet(torch.nn.Module):
+    """A stand-in for DA3-GIANT (1 B parameters is too much for a test): fixed depth, cameras and Gaussians."""
+
+    model_name = "da3-giant"
+    predicts_cameras = True
+    run_device = torch.device("cpu")
+
+    def forward(self, x, **kwargs) -> dict:
+        _, n, _, h, w = x.shape
+        rng = np.random.default_rng(0)
+        m = n * h * w
+        k = np.array([[100.0, 0, w / 2], [0, 100.0, h / 2], [0, 0, 1]])
+        arrays = {
+            "head_depth": rng.uniform(1, 2, (n, h, w)),
+            "head_conf": rng.uniform(1, 5, (n, h, w)),
+            "net_out_extrinsics": np.tile(np.eye(4)[:3], (n, 1, 1)),
+            "net_out_intrinsics": np.tile(k, (n, 1, 1)),
+            "gs_means": rng.standard_normal((m, 3)),
+            "gs_scales": rng.uniform(0.01, 0.1, (m, 3)),
+            "gs_rotations": np.tile([1.0, 0, 0, 0], (m, 1)),
+            "gs_harmonics": rng.standard_normal((m, 3, 9)),
+            "gs_opacities": rng.uniform(0, 1, m),
+        }
+        out = {key: torch.from_numpy(a.astype(np.float32))[None] for key, a in arrays.items()}
+        return {**out, "ref_view_idx": torch.tensor(0)}
+
+
+def test_gaussians_from_a_giant_model_go_to_the_bundle_and_a_3dgs_ply(tmp_path):
+    save_images(tmp_path / "in", [(96, 128)] * 2)
+    context = RecordingContext(models={"giant": FakeGiantNet()})
+    req = request([tmp_path / "in"], tmp_path / "out", "giant", infer_gs=True, exports=("gaussians",))
+    jobs.run_reconstruct(req, context)
+    b = read_bundle(tmp_path / "out")
+    assert b.gaussians is not None and len(b.gaussians) == 2 * 84 * 112
+    vertex = plyfile.PlyData.read(str(tmp_path / "out" / "gaussians.ply"))["vertex"]
+    assert vertex.count == len(b.gaussians)
+    for name in ("f_dc_0", "f_rest_23", "opacity", "scale_2", "rot_3"):
+        assert name in vertex.data.dtype.names
+    np.testing.assert_allclose(np.stack([vertex["x"], vertex["y"], vertex["z"]], 1), b.gaussians.means)
+    np.testing.assert_allclose(np.exp(vertex["scale_0"]), b.gaussians.scales[:, 0], rtol=1e-5)
+    assert context.files["gaussians"] == str(tmp_path / "out" / "gaussians.ply")
 
 
 def test_metric_option_refuses_a_model_that_is_not_metric(small_checkpoint, tmp_path):
