@@ -14,6 +14,7 @@ from torch import nn
 
 from ..safetensors_io import SafetensorsHeader, read_bytes
 from ..weights import CheckpointError, CheckpointFiles, check_keys
+from .dpt import DPTHead
 from .network import DA3Net, NestedDA3Net
 from .presets import NESTED_PARTS, NESTED_PRESET, PRESETS, get_preset
 
@@ -116,6 +117,9 @@ def build_and_load(
     net.load_state_dict(state, strict=True, assign=True)
     net.autocast_dtype = None if dt == torch.float32 else dt
     net.head_chunk = 1 if dev.type == "cpu" else 4  # full-size maps of one view at a time on a CPU
+    for module in net.modules():  # dense heads: NHWC convolutions are ~20 % faster (oneDNN, cuDNN)
+        if isinstance(module, DPTHead):
+            module.to(memory_format=torch.channels_last)
     net.eval().requires_grad_(False)
     net.model_name, net.source, net.run_device, net.run_dtype = files.model_name, files.source, dev, dt
     return net
