@@ -187,3 +187,20 @@ def test_mono_model_stays_relative(metric_folder, images, tmp_path):
     (mono / "config.json").write_text(json.dumps({"model_name": "da3mono-large"}))
     pred = predict(load_model(mono, device="cpu"), images[:1], process_res=RES)
     assert not pred.is_metric and pred.units == "relative" and pred.conf is None
+
+
+def test_reference_strategies_pick_from_class_tokens():
+    """saddle_balanced takes the most "average" view; saddle_sim_range the widest similarity range."""
+    from engine.model.refview import reference_scores, select_reference_view
+
+    tokens = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.7, 0.7, 0.0], [0.0, 1.0, 0.1]])
+    stream = tokens[None, :, None, :]  # (B, S, T, C): token 0 of each view
+    assert select_reference_view(stream, "first") == 0
+    assert select_reference_view(stream, "middle") == 2
+    sim_range = -reference_scores(tokens, "saddle_sim_range")
+    assert select_reference_view(stream, "saddle_sim_range") == int(torch.argmax(sim_range))
+    assert select_reference_view(stream, "saddle_balanced") == int(
+        torch.argmin(reference_scores(tokens, "saddle_balanced"))
+    )
+    with pytest.raises(ValueError, match="choose one of first, middle, saddle_balanced, saddle_sim_range"):
+        reference_scores(tokens, "best")

@@ -174,3 +174,23 @@ def test_unknown_precision_and_device(small_ckpt):
     if not torch.cuda.is_available():
         with pytest.raises(CheckpointError, match="sees no CUDA GPU"):
             load_model(small_ckpt, device="cuda")
+
+
+def test_loading_does_not_need_twice_the_model_in_memory(tmp_path):
+    """Tensors are read one at a time into the network (no mmap, no full state dict beside it)."""
+    import subprocess
+    import sys
+
+    folder = write_random_checkpoint(tmp_path / "base", "da3-base", seed=0)
+    size_mb = (folder / "model.safetensors").stat().st_size / 2**20
+    code = (
+        "import resource, sys; sys.path.insert(0, '.'); import torch; import engine.model.loading\n"
+        "from engine.weights import load_model\n"
+        "rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        f"before = rss(); model = load_model({str(folder)!r}, device='cpu'); print(before, rss())"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after = map(float, run.stdout.split())
+    assert after - before < 1.25 * size_mb, (
+        f"loading {size_mb:.0f} MB took {after - before:.0f} MB of peak memory"
+    )
