@@ -1,0 +1,358 @@
+"""``python -m engine reconstruct|info``: the batch command line over the engine's job runner.
+
+``reconstruct`` runs one job in this process (``jobs.run_reconstruct``, the code the engine process
+runs for Blender) and writes the same bundle, so a render farm or a GPU box can produce results that
+Blender imports later. Progress goes to stderr as a bar (one line per stage when stderr is not a
+terminal); the summary line goes to stdout. Ctrl-C cancels at the next frame or stage boundary (a
+second Ctrl-C stops at once). Exit codes: 0 done, 1 failed, 2 bad command line, 130 cancelled.
+
+``info`` prints the engine version, Python, torch, CUDA, the default device and the DA3 models in the
+Hugging Face cache with their sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import JobCancelled, UserError
+from .protocol import (
+    DTYPES,
+    EXPORTS,
+    PROCESS_RES_METHODS,
+    REF_VIEW_STRATEGIES,
+    JobOptions,
+    ProtocolError,
+    ReconstructRequest,
+    new_job_id,
+)
+from .version import ENGINE_VERSION, PROTOCOL_VERSION
+
+# Command-line export names → job export names (None: the bundle itself, always written).
+CLI_EXPORTS = {
+    "npz": None,
+    "ply": "points",
+    "gs": "gaussians",
+    "glb": "glb",
+    "colmap": "colmap",
+    "depth": "depth",
+}
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def main(argv: list[str]) -> int:
+    """Entry from ``engine.__main__``: ``argv`` starts with the sub-command (``reconstruct`` or ``info``)."""
+    command, rest = argv[0], list(argv[1:])
+    if command == "info":
+        return info(rest)
+    return reconstruct(rest)
+
+
+# --- reconstruct --------------------------------------------------------------------------------------
+
+
+def _frame_range(text: str) -> tuple[int, int | None, int]:
+    """``START:END:STEP`` (END exclusive; each part optional: ``10:``, ``:200``, ``::2``) → a tuple."""
+    parts = text.split(":")
+    if len(parts) > 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:END:STEP")
+    parts += [""] * (3 - len(parts))
+    try:
+        start, end, step = (int(p) if p.strip() else None for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:END:STEP with whole numbers") from None
+    return (start or 0, end, 1 if step is None else step)
+
+
+def _job_exports(text: str) -> tuple[str, ...]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    out = []
+    for name in names:
+        if name not in CLI_EXPORTS and name not in EXPORTS:
+            known = ", ".join(CLI_EXPORTS)
+            raise argparse.ArgumentTypeError(f"unknown export {name!r}; choose from {known}")
+        job_name = CLI_EXPORTS.get(name, name)
+        if job_name is not None and job_name not in out:
+            out.append(job_name)
+    return tuple(out)
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = JobOptions()
+    p = argparse.ArgumentParser(
+        prog="python -m engine reconstruct",
+        description="Reconstruct images or a video into a DA3 result bundle (the folder Blender imports).",
+    )
+    add = p.add_argument
+    add("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or video files")
+    add("--out", required=True, metavar="DIR", help="folder the bundle is written into (created if missing)")
+    add(
+        "--model",
+        required=True,
+        metavar="ID_OR_FOLDER",
+        help="hub id (depth-anything/DA3-LARGE-1.1) or folder",
+    )
+    add("--process-res", type=int, default=d.process_res, metavar="N", help="network resolution in pixels")
+    add("--process-res-method", choices=PROCESS_RES_METHODS, default=d.process_res_method)
+    add(
+        "--export",
+        type=_job_exports,
+        default=(),
+        metavar="LIST",
+        help="comma-separated extras beside reconstruction.npz: ply (points), glb, gs (3D Gaussians, "
+        "giant models), colmap, depth (PNG previews); npz is always written",
+    )
+    add("--frames", type=_frame_range, metavar="START:END:STEP", help="frame range (END exclusive)")
+    add("--fps", type=float, metavar="F", help="take video frames at this rate instead of every frame")
+    add("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
+    add("--dtype", choices=DTYPES, default=d.dtype)
+    add("--ref-view", choices=REF_VIEW_STRATEGIES, default=d.ref_view_strategy, help="world-frame view")
+    add("--ray-pose", action="store_true", help="cameras from the ray head (slower, more precise)")
+    add("--cameras", metavar="FILE", help=".npz/.json with known 'extrinsics' (w2c) and 'intrinsics'")
+    add("--metric", action="store_true", help="scale a relative model's result to metres")
+    add("--metric-model", default=d.metric_model, metavar="ID_OR_FOLDER", help="model used by --metric")
+    add("--seed", type=int, default=d.seed, metavar="N")
+    add("--max-points", type=int, metavar="N", help="point budget of the exported point cloud")
+    add(
+        "--conf-percentile",
+        type=float,
+        default=d.conf_percentile,
+        metavar="P",
+        help="drop the least sure P%%",
+    )
+    add("--skip-unreadable", action="store_true", help="skip images that cannot be read (with a warning)")
+    add("--offline", action="store_true", help="never download: use the cache or a local folder only")
+    return p
+
+
+def _request(args: argparse.Namespace) -> ReconstructRequest:
+    options = JobOptions(
+        process_res=args.process_res,
+        process_res_method=args.process_res_method,
+        ref_view_strategy=args.ref_view,
+        use_ray_pose=args.ray_pose,
+        infer_gs="gaussians" in args.export,
+        metric=args.metric,
+        metric_model=args.metric_model,
+        frames=args.frames,
+        target_fps=args.fps,
+        device=args.device,
+        dtype=args.dtype,
+        exports=args.export,
+        skip_unreadable=args.skip_unreadable,
+        max_points=args.max_points,
+        conf_percentile=args.conf_percentile,
+        cameras=args.cameras,
+        seed=args.seed,
+    )
+    inputs = tuple(os.path.abspath(path) for path in args.inputs)
+    return ReconstructRequest(
+        job=new_job_id(), inputs=inputs, output=os.path.abspath(args.out), model=args.model, options=options
+    )
+
+
+class ProgressBar:
+    """Progress on a text stream: a redrawn bar on a terminal, else one line per stage and at its end."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._stage: str | None = None
+        self._drawn = False
+
+    def update(self, stage: str, current: int, total: int, message: str = "") -> None:
+        if self.tty:
+            filled = self.WIDTH * min(current, total) // total if total else 0
+            bar = "#" * filled + "." * (self.WIDTH - filled)
+            count = f"{current}/{total}" if total else ""
+            self.stream.write(f"\r{stage:<11} [{bar}] {count} {message}"[:120] + "\x1b[K")
+            self._drawn = True
+        elif stage != self._stage or (total and current >= total):
+            self.stream.write(f"{stage}: {current}/{total} {message}".rstrip() + "\n")
+        self._stage = stage
+        self.stream.flush()
+
+    def print(self, text: str) -> None:
+        """A line of its own, above the bar."""
+        self.clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self._drawn = False
+
+
+class CliContext:
+    """The job context of the command line: models loaded in this process, progress on stderr."""
+
+    def __init__(self, job: str, *, offline: bool = False, stream: TextIO | None = None) -> None:
+        from .weights import load_model
+        from .worker import ModelCache
+
+        self.job = job
+        self.bar = ProgressBar(stream or sys.stderr)
+        self.files: dict[str, str] = {}
+        self._models = ModelCache(partial(load_model, allow_download=not offline))
+        self._cancel = threading.Event()
+
+    def model_for(self, source: str, device: str = "auto", dtype: str = "auto") -> Any:
+        from .worker import probe_device, resolve_dtype
+
+        device = probe_device(device).device
+        dtype = resolve_dtype(dtype, device)
+        if self._models.key != (source, device, dtype):
+            self.log("info", f"Loading model {source} on {device} ({dtype})")
+        return self._models.get(source, device, dtype)
+
+    def progress(self, stage: str, current: int, total: int, message: str = "") -> None:
+        self.bar.update(stage, current, total, message)
+
+    def log(self, level: str, message: str) -> None:
+        if level != "debug":
+            self.bar.print(message if level == "info" else f"{level}: {message}")
+
+    def result(self, files: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> None:
+        self.files = {name: os.fspath(path) for name, path in files.items()}
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled()
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    """One line: views, processed size, units, time and the output folder."""
+    scale = summary.get("scale_factor")
+    units = summary["units"] + (f" (scale {scale:.4g})" if summary.get("is_metric") and scale else "")
+    return (
+        f"Done: {summary['views']} views at {summary['width']}x{summary['height']} px, units {units}, "
+        f"{summary['seconds']:.1f} s -> {summary['output']}"
+    )
+
+
+def reconstruct(argv: list[str]) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        request = _request(args)
+    except ProtocolError as exc:
+        parser.error(str(exc))  # exits 2
+    from . import jobs
+
+    context = CliContext(request.job, offline=args.offline)
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if context.cancelled():
+            raise KeyboardInterrupt
+        context.cancel()
+        context.bar.print("Cancelling after the current step... (Ctrl-C again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        summary = jobs.run_reconstruct(request, context)
+    except (JobCancelled, KeyboardInterrupt):
+        context.bar.print(f"Cancelled: {request.output} holds no finished bundle.")
+        return EXIT_CANCELLED
+    except UserError as exc:
+        context.bar.print(f"error: {exc}")
+        return EXIT_FAILED
+    except Exception as exc:
+        context.bar.print(traceback.format_exc().rstrip())
+        context.bar.print(f"error: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    context.bar.clear()
+    print(summary_line(summary), flush=True)
+    return EXIT_OK
+
+
+# --- info ---------------------------------------------------------------------------------------------
+
+
+def hub_cache_folder() -> Path:
+    """The Hugging Face hub cache (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub)."""
+    try:
+        from huggingface_hub import constants
+
+        return Path(constants.HF_HUB_CACHE)
+    except ImportError:
+        home = os.environ.get("HF_HOME") or os.path.join("~", ".cache", "huggingface")
+        return Path(os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")).expanduser()
+
+
+def cached_models(cache: Path) -> list[tuple[str, int]]:
+    """(repo id, bytes on disk) of the DA3 model repos in a hub cache folder, sorted by id."""
+    found = []
+    if cache.is_dir():
+        for entry in sorted(cache.iterdir()):
+            if not entry.name.startswith("models--") or not entry.is_dir():
+                continue
+            repo = entry.name[len("models--") :].replace("--", "/")
+            if "depth-anything" in repo.lower() or "da3" in repo.lower():
+                # blobs are the files; snapshots only link to them
+                size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
+                found.append((repo, size))
+    return found
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def info(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine info", description="Show engine, device and models."
+    )
+    parser.add_argument("--cache-dir", metavar="DIR", help="hub cache to list (default: the usual one)")
+    args = parser.parse_args(argv)
+    from .worker import probe_device
+
+    device = probe_device()
+    lines = [
+        f"DA3 Reconstruct engine {ENGINE_VERSION} (protocol {PROTOCOL_VERSION})",
+        f"Python:  {platform.python_version()} ({sys.executable})",
+        f"PyTorch: {device.torch or f'not usable ({device.problem})'}",
+        f"CUDA:    {device.cuda or 'none (this PyTorch has no CUDA)'}",
+        f"Device:  {device.device}{_gpu_name(device.device)}",
+    ]
+    cache = Path(args.cache_dir).expanduser() if args.cache_dir else hub_cache_folder()
+    models = cached_models(cache)
+    lines.append(f"Models in {cache}:")
+    lines += [f"  {repo:<44} {_human(size):>9}" for repo, size in models]
+    if not models:
+        lines.append("  none (a job downloads its model on first use, or give --model a folder)")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def _gpu_name(device: str) -> str:
+    if not device.startswith("cuda"):
+        return ""
+    import torch
+
+    index = int(device.split(":")[1]) if ":" in device else 0
+    return f" ({torch.cuda.get_device_name(index)})"
