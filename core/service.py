@@ -151,6 +151,9 @@ class EngineService:
         self._stop_client(wait=True)
         if self._stopper is not None:
             self._stopper.join(timeout=5.0)
+        self.pump()  # the running job's `interrupted`
+        if self.job is not None and self.job.running:
+            self._end(self.job, "cancelled", error="The engine was stopped.")
         self.client = None
         self.config = None
         self.loaded_model = None

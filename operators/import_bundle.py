@@ -51,7 +51,7 @@ class DA3_OT_import_bundle(bpy.types.Operator):
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
-    def options(self) -> dict:
+    def import_options(self) -> dict:
         return {
             "points": self.points,
             "cameras": self.cameras,
@@ -68,7 +68,7 @@ class DA3_OT_import_bundle(bpy.types.Operator):
 
         folder = bundle_folder(self.filepath or self.directory)
         try:
-            result = import_bundle(context, folder, ImportOptions(**self.options()))
+            result = import_bundle(context, folder, ImportOptions(**self.import_options()))
         except (BundleError, OSError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -116,6 +116,7 @@ def import_bundle(
     created = _Created()
     try:
         result = _build(context, bundle, name, options)
+        context.view_layer.update()  # world matrices are right for the caller at once
     except BaseException:
         created.remove_new()
         raise
