@@ -12,7 +12,8 @@ reported as ``progress(stage, current, total)``:
 ``network``,
 ``postprocess``  ``pipeline.predict`` on the shrunk frames; with ``metric`` and a relative model, the
                  metric model runs on the same frames and scales the result (``metric`` stage);
-``export``       the optional files, then reconstruction.npz, then the manifest (``BundleWriter``).
+``export``       the optional files, then reconstruction.npz, then the manifest (``BundleWriter``);
+                 ``export.<name>`` times each file on its own.
 
 Resizing before ``predict`` gives exactly DA3's preprocessing: each frame is already at its final
 per-image size, so ``predict`` (asked for that size) only applies the batch crop of mixed sizes.
@@ -502,7 +503,10 @@ EXPORTERS: dict[str, tuple[str, Callable[[Path, _Result, Context], list[str] | N
 
 
 def _export(folder: Path, r: _Result, context: Context, stages: _Stages) -> dict[str, str]:
-    """Write the exports, then reconstruction.npz (with the timings), then the manifest."""
+    """Write the exports, then reconstruction.npz (with the timings), then the manifest.
+
+    Returns name → path ("bundle" for reconstruction.npz); each export's seconds go to
+    ``stages.seconds["export." + name]``."""
     exports = r.request.options.exports
     total = len(exports) + 1
     stages.begin("export", total, "Writing the result")
@@ -511,10 +515,12 @@ def _export(folder: Path, r: _Result, context: Context, stages: _Stages) -> dict
     for done, name in enumerate(exports, 1):
         context.check_cancel()
         filename, write = EXPORTERS[name]
+        t0 = time.perf_counter()
         listed = write(writer.path(filename), r, context)
         for entry in [filename] if listed is None else [f"{filename}/{sub}" for sub in listed]:
             writer.add_file(entry)
         files[name] = str(writer.folder / filename)
+        stages.add(f"export.{name}", time.perf_counter() - t0)
         context.progress("export", done, total, f"Wrote {filename}")
     context.check_cancel()
     stages.end()
@@ -523,6 +529,7 @@ def _export(folder: Path, r: _Result, context: Context, stages: _Stages) -> dict
     context.check_cancel()
     writer.finish()
     stages.add("export", time.perf_counter() - t0)
+    stages.add("export.bundle", time.perf_counter() - t0)
     context.progress("export", total, total, "Wrote reconstruction.npz")
     return files
 
