@@ -129,7 +129,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="P",
         help="drop the least sure P%%",
     )
-    add("--skip-unreadable", action="store_true", help="skip images that cannot be read (with a warning)")
+    add(
+        "--skip-unreadable",
+        action=argparse.BooleanOptionalAction,
+        default=d.skip_unreadable,
+        help="skip images that cannot be read, with a warning (default), or fail",
+    )
     add("--offline", action="store_true", help="never download: use the cache or a local folder only")
     return p
 

@@ -342,7 +342,7 @@ class JobOptions(_Checked):
     device: str = "auto"  # auto, cpu, mps, cuda, cuda:N
     dtype: str = "auto"  # one of DTYPES (auto: bf16/fp16 on CUDA, float32 elsewhere)
     exports: tuple[str, ...] = ()  # extra files beside reconstruction.npz, from EXPORTS
-    skip_unreadable: bool = False  # skip input files that cannot be decoded instead of failing
+    skip_unreadable: bool = True  # skip undecodable input files with a warning (False: fail the job)
     max_points: int | None = None  # point budget of the exported/imported cloud (None: keep all)
     conf_percentile: float = 40.0  # drop points below this percentile of confidence, in [0, 100)
     cameras: str | None = None  # file with known cameras to condition on (None: predict them)

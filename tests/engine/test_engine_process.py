@@ -254,7 +254,10 @@ def _bad_jobs(media: dict[str, Path], tmp: Path) -> dict[str, tuple[dict, str]]:
     return {
         "no such path": ({"inputs": [tmp / "nope.jpg"]}, "does not exist. Check the path"),
         "empty folder": ({"inputs": [media["empty"]]}, "contains no images"),
-        "unreadable image": ({"inputs": [broken]}, "Cannot read image 'b.png'.*turn on skipping unreadable"),
+        "unreadable image": (
+            {"inputs": [broken], "skip_unreadable": False},
+            "Cannot read image 'b.png'.*turn on skipping unreadable",
+        ),
         "zero frames": ({"inputs": stills, "frames": (10, 20, 1)}, "selects none of the 3 images"),
         "zero video frames": (
             {"inputs": [media["video"]], "frames": (50, None, 1)},
@@ -281,13 +284,13 @@ def test_every_bad_input_ends_with_an_error_that_says_what_is_wrong(
         assert not is_complete(out), name
 
 
-def test_unreadable_images_are_skipped_with_a_warning_when_asked(engine, media, small_checkpoint, tmp_path):
+def test_unreadable_images_are_skipped_with_a_warning_by_default(engine, media, small_checkpoint, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
     for i in range(2):
         Image.fromarray(make_test_image(i, H, W)).save(folder / f"{i}.png")
     (folder / "9-broken.jpg").write_bytes(b"not a jpeg")
-    request = make_request([folder], tmp_path / "out", small_checkpoint, skip_unreadable=True)
+    request = make_request([folder], tmp_path / "out", small_checkpoint)  # skipping is the default
     terminal, events = run_job(engine, request)
     assert isinstance(terminal, p.FinishedEvent), terminal
     warnings = [e.message for e in events if isinstance(e, p.LogEvent) and e.level == "warning"]
