@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import plyfile
+import pycolmap
 import pytest
 import torch
 from PIL import Image
@@ -283,6 +284,32 @@ def test_requests_the_engine_cannot_serve_fail_with_what_to_do(small_checkpoint,
             request([tmp_path / "in"], tmp_path / "out", small_checkpoint, **options), RecordingContext()
         )
     assert not is_complete(tmp_path / "out")
+
+
+def test_colmap_links_plain_stills_and_writes_rotated_or_deep_ones_as_seen(small_checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(make_test_image(0, 96, 128)).save(folder / "a plain.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: shown turned by 90°, so the photo is 96 wide and 128 high
+    Image.fromarray(make_test_image(1, 96, 128)).save(folder / "b_rotated.jpg", exif=exif, quality=95)
+    deep = (make_test_image(2, 96, 128).astype(np.uint16) * 257)[..., 0]
+    Image.fromarray(deep).save(folder / "c_deep.png")  # 16-bit grey
+    jobs.run_reconstruct(
+        request([folder], tmp_path / "out", small_checkpoint, exports=("colmap",)), RecordingContext()
+    )
+
+    images = tmp_path / "out" / "colmap" / "images"
+    rec = pycolmap.Reconstruction(str(tmp_path / "out" / "colmap" / "sparse" / "0"))
+    cameras = {im.name: rec.cameras[im.camera_id] for im in rec.images.values()}
+    assert sorted(cameras) == ["a_plain.png", "b_rotated.jpg", "c_deep.jpg"]
+    assert (images / "a_plain.png").is_symlink()
+    for name in ("b_rotated.jpg", "c_deep.jpg"):
+        assert not (images / name).is_symlink()
+        with Image.open(images / name) as im:
+            assert im.mode == "RGB" and im.size == (cameras[name].width, cameras[name].height)
+    assert (cameras["b_rotated.jpg"].width, cameras["b_rotated.jpg"].height) == (96, 128)
+    assert read_bundle(tmp_path / "out").original_sizes.tolist() == [[96, 128], [128, 96], [96, 128]]
 
 
 # --- known cameras files ------------------------------------------------------------------------------
