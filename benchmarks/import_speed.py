@@ -1,0 +1,225 @@
+"""Import speed: numpy → Blender datablocks for big point clouds and a long animated camera.
+
+    .venv/bin/python benchmarks/import_speed.py            # every case, each in a fresh process
+    .venv/bin/python benchmarks/import_speed.py --case points --n 1000000
+
+Cases: a point cloud of 1M and 5M points (mesh + colour, confidence, confidence rank and view
+attributes + the Geometry Nodes modifier and material), the same clouds evaluated once (what the
+viewport does on the first redraw), one camera keyed on 1000 frames (location, quaternion, lens, shift),
+and a whole bundle (8 views at 504×378) through ``import_bundle``. Each case runs in its own process so
+its peak memory (``ru_maxrss``) is its own; "added" is the peak minus the memory before the import
+(bpy loaded, input arrays made). Targets: under 1 s for the 1M and 5M clouds and the 1000-frame camera.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _load_extension():
+    """Import the repo as the package ``da3_reconstruct`` (its root __init__ imports nothing)."""
+    os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="da3_bench_"))
+    sys.modules["torch"] = None  # the Blender side never needs it
+    import bpy  # noqa: F401
+
+    spec = importlib.util.spec_from_file_location(
+        "da3_reconstruct", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["da3_reconstruct"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def case_points(n: int, evaluate: bool) -> dict:
+    import bpy
+    import numpy as np
+
+    _load_extension()
+    from da3_reconstruct.scene import points
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    rng = np.random.default_rng(0)
+    xyz = rng.normal(size=(n, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, (n, 3), dtype=np.uint8)
+    conf = (1.0 + 9.0 * rng.random(n)).astype(np.float32)
+    view = rng.integers(0, 100, n).astype(np.int32)
+    collection = bpy.context.scene.collection
+    before = _rss_mb()
+    start = time.perf_counter()
+    obj = points.create_point_cloud("Bench", xyz, rgb, conf, view, collection)
+    seconds = time.perf_counter() - start
+    out = {"seconds": seconds, "points": len(obj.data.vertices)}
+    if evaluate:
+        start = time.perf_counter()
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        geometry = bpy.types.GeometrySet.from_evaluated_object(obj.evaluated_get(depsgraph))
+        out["evaluate_seconds"] = time.perf_counter() - start
+        out["evaluated_points"] = len(geometry.pointcloud.points)
+    out.update(peak_mb=_rss_mb(), added_mb=_rss_mb() - before)
+    return out
+
+
+def case_camera(frames: int) -> dict:
+    import bpy
+    import numpy as np
+
+    _load_extension()
+    from da3_reconstruct.engine.geometry.cameras import quaternion_wxyz_to_matrix
+    from da3_reconstruct.scene import cameras
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    t = np.linspace(0, 4 * np.pi, frames)
+    q = np.column_stack([np.cos(t / 4), 0.1 * np.sin(t), np.sin(t / 4), 0.05 * np.cos(t)])
+    w2c = np.concatenate(
+        [quaternion_wxyz_to_matrix(q), np.column_stack([np.sin(t), np.cos(t), t])[:, :, None]], 2
+    )
+    K = np.tile(np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]]), (frames, 1, 1))
+    K[:, 0, 0] += np.sin(t)  # a focal length that wobbles, so lens keys differ
+    sizes = np.tile([480, 640], (frames, 1))
+    before = _rss_mb()
+    start = time.perf_counter()
+    obj = cameras.create_animated_camera(
+        "Bench Camera",
+        w2c,
+        K,
+        sizes,
+        np.arange(1, frames + 1),
+        bpy.context.scene.collection,
+        None,
+        per_frame_lens=True,
+    )
+    seconds = time.perf_counter() - start
+    keys = sum(len(fc.keyframe_points) for fc in _fcurves(obj) + _fcurves(obj.data))
+    return {
+        "seconds": seconds,
+        "frames": frames,
+        "keys": keys,
+        "peak_mb": _rss_mb(),
+        "added_mb": _rss_mb() - before,
+    }
+
+
+def _fcurves(id_block) -> list:
+    action = id_block.animation_data.action
+    if hasattr(action, "layers"):
+        bag = action.layers[0].strips[0].channelbag(id_block.animation_data.action_slot)
+        return list(bag.fcurves)
+    return list(action.fcurves)
+
+
+def case_bundle(views: int) -> dict:
+    import bpy
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from engine.formats.bundle import write_bundle
+
+    _load_extension()
+    from da3_reconstruct.scene import importer
+
+    h, w = 378, 504
+    rng = np.random.default_rng(0)
+    folder = Path(tempfile.mkdtemp(prefix="da3_bench_bundle_"))
+    ext = np.zeros((views, 3, 4), np.float32)
+    ext[:, :, :3] = np.eye(3)
+    ext[:, 0, 3] = -0.1 * np.arange(views)
+    K = np.tile(np.array([[400.0, 0, w / 2], [0, 400.0, h / 2], [0, 0, 1]], np.float32), (views, 1, 1))
+    arrays = {
+        "images": rng.integers(0, 256, (views, h, w, 3), dtype=np.uint8),
+        "depth": (2.0 + rng.random((views, h, w))).astype(np.float32),
+        "conf": (1.0 + rng.random((views, h, w))).astype(np.float32),
+        "extrinsics": ext,
+        "intrinsics": K,
+    }
+    write_bundle(folder, arrays, {"model_id": "bench"})
+    del arrays
+    bpy.ops.wm.read_homefile(use_empty=True)
+    before = _rss_mb()
+    start = time.perf_counter()
+    result = importer.import_bundle(bpy.context, folder, importer.ImportOptions(backgrounds=True))
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "views": views,
+        "points": result.num_points,
+        "peak_mb": _rss_mb(),
+        "added_mb": _rss_mb() - before,
+    }
+
+
+CASES = [
+    ("points 1M", ["--case", "points", "--n", "1000000"], 1.0),
+    ("points 5M", ["--case", "points", "--n", "5000000"], 1.0),
+    ("points 1M + first evaluation", ["--case", "points", "--n", "1000000", "--evaluate"], None),
+    ("points 5M + first evaluation", ["--case", "points", "--n", "5000000", "--evaluate"], None),
+    ("camera 1000 frames", ["--case", "camera", "--frames", "1000"], 1.0),
+    ("bundle 8 views 504x378", ["--case", "bundle", "--views", "8"], None),
+]
+
+
+def run_all() -> int:
+    import platform
+
+    print(f"import speed on {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"{'case':32s} {'seconds':>8s} {'peak MB':>8s} {'added MB':>9s}  details")
+    failed = 0
+    for name, args, target in CASES:
+        proc = subprocess.run(
+            [sys.executable, __file__, *args], capture_output=True, text=True, timeout=900, check=False
+        )
+        line = next((s for s in proc.stdout.splitlines() if s.startswith("{")), None)
+        if proc.returncode != 0 or line is None:
+            print(f"{name:32s} FAILED\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            failed += 1
+            continue
+        r = json.loads(line)
+        details = ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in r.items()
+            if k not in ("seconds", "peak_mb", "added_mb")
+        )
+        verdict = (
+            "" if target is None else ("  (target < 1 s: ok)" if r["seconds"] < target else "  (over target)")
+        )
+        print(f"{name:32s} {r['seconds']:8.3f} {r['peak_mb']:8.0f} {r['added_mb']:9.0f}  {details}{verdict}")
+    return 1 if failed else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=["points", "camera", "bundle"])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--frames", type=int, default=1000)
+    parser.add_argument("--views", type=int, default=8)
+    parser.add_argument("--evaluate", action="store_true")
+    args = parser.parse_args()
+    if args.case is None:
+        return run_all()
+    if args.case == "points":
+        result = case_points(args.n, args.evaluate)
+    elif args.case == "camera":
+        result = case_camera(args.frames)
+    else:
+        result = case_bundle(args.views)
+    print(json.dumps(result), flush=True)
+    os._exit(0)  # bpy 4.5 may hang at interpreter exit
+
+
+if __name__ == "__main__":
+    sys.exit(main())
