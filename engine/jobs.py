@@ -12,8 +12,8 @@ reported as ``progress(stage, current, total)``:
 ``network``,
 ``postprocess``  ``pipeline.predict`` on the shrunk frames; with ``metric`` and a relative model, the
                  metric model runs on the same frames and scales the result (``metric`` stage);
-``export``       the optional files, then reconstruction.npz, then the manifest (``BundleWriter``);
-                 ``export.<name>`` times each file on its own.
+``export``       the optional files (``job_exports``), then reconstruction.npz, then the manifest
+                 (``BundleWriter``); ``export.<name>`` times each file on its own.
 
 Resizing before ``predict`` gives exactly DA3's preprocessing: each frame is already at its final
 per-image size, so ``predict`` (asked for that size) only applies the batch crop of mixed sizes.
@@ -30,9 +30,8 @@ import json
 import os
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,27 +39,15 @@ import numpy as np
 
 from .errors import JobCancelled, UserError
 from .formats.bundle import BundleWriter
-from .formats.colmap import ColmapPoints, write_colmap
-from .formats.gaussians_ply import write_gaussians_ply
-from .formats.glb import write_scene_glb
-from .formats.ply import write_points_ply
-from .formats.previews import write_confidence_preview, write_depth_preview
-from .geometry.filters import PointSet, gather_points, subsample
-from .imaging import ImageReadError, load_image
-from .inputs import Cancelled, FrameRef, VideoSelection, expand_inputs, iter_frames, load_frames
+from .imaging import ImageReadError
+from .inputs import Cancelled, FrameRef, load_frames
+from .job_exports import EXPORTERS, NOT_AVAILABLE, JobResult
 from .metric_scale import MetricScaleError, fit_scale, scale_prediction
 from .model.presets import METRIC_PRESETS, NESTED_PRESET, PRESETS
 from .preprocess import ImageTransform, preprocess_images, process_res_note
 from .protocol import JobOptions, ReconstructRequest
 
-__all__ = ["COLMAP_MAX_POINTS", "Context", "KnownCameras", "read_cameras", "run_reconstruct"]
-
-COLMAP_MAX_POINTS = 100_000  # seed points for 3DGS trainers: plenty, and the text files stay small
-NOT_YET = {
-    "mesh": "a fused mesh is not available in this engine version yet; export 'points' instead",
-    "nerfstudio": "the nerfstudio export is not available yet; export 'colmap', which nerfstudio reads",
-}
-_LINKABLE = (".jpg", ".jpeg", ".png")  # stills COLMAP tools read as we did (when 8-bit RGB, not rotated)
+__all__ = ["Context", "KnownCameras", "read_cameras", "run_reconstruct"]
 
 
 class Context(Protocol):
@@ -93,7 +80,8 @@ def run_reconstruct(request: ReconstructRequest, context: Context) -> dict[str, 
     prediction = _metric(prediction, frames, request, context, stages)
     for note in prediction.notes:
         context.log("warning", note)
-    result = _Result(request, frames, *_to_original(prediction, frames))
+    prediction, k_original = _to_original(prediction, frames)
+    result = JobResult(request, frames.refs, frames.original_sizes, prediction, k_original)
     frames.images.clear()  # the shrunk frames are no longer needed (the prediction keeps its own copy)
 
     files = _export(folder, result, context, stages)
@@ -123,8 +111,8 @@ def run_reconstruct(request: ReconstructRequest, context: Context) -> dict[str, 
 
 def _check_options(options: JobOptions, context: Context) -> None:
     for name in options.exports:
-        if name in NOT_YET:
-            raise UserError(f"The '{name}' export cannot be made: {NOT_YET[name]}.")
+        if name in NOT_AVAILABLE:
+            raise UserError(f"The '{name}' export cannot be made: {NOT_AVAILABLE[name]}.")
     if options.metric and options.cameras:
         raise UserError(
             "Known cameras already fix the units of the result, so 'metric' cannot rescale it: "
@@ -414,95 +402,7 @@ def _unprocess(transforms, intrinsics: np.ndarray) -> np.ndarray:
 # --- export -------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Result:
-    """What the exporters read: the request, the frames' origins, the prediction in original pixels."""
-
-    request: ReconstructRequest
-    frames: _Frames
-    prediction: Any  # pipeline.Prediction
-    intrinsics_original: np.ndarray  # (N, 3, 3) float32
-
-    @cached_property
-    def points(self) -> PointSet:
-        """World points of the kept pixels (confidence percentile, sky, point budget of the options)."""
-        p, o = self.prediction, self.request.options
-        return gather_points(
-            p.depth,
-            p.intrinsics,
-            p.extrinsics,
-            p.processed_images,
-            p.conf,
-            p.sky,
-            budget=o.max_points,
-            conf_percentile=o.conf_percentile,
-            seed=o.seed,
-        )
-
-
-def _export_points(path: Path, r: _Result, context: Context) -> None:
-    pts = r.points
-    write_points_ply(path, pts.xyz, pts.rgb, pts.conf, extra={"view": pts.view})
-
-
-def _export_glb(path: Path, r: _Result, context: Context) -> None:
-    p, pts = r.prediction, r.points
-    write_scene_glb(path, pts.xyz, pts.rgb, p.extrinsics, p.intrinsics, p.depth.shape[1:])
-
-
-def _export_gaussians(path: Path, r: _Result, context: Context) -> None:
-    g = r.prediction.gaussians
-    if g is None:
-        raise UserError("The model returned no Gaussians: turn on Gaussians (infer_gs) with a giant model.")
-    write_gaussians_ply(path, g.means, g.scales, g.rotations, g.harmonics, g.opacities)
-
-
-def _export_depth(folder: Path, r: _Result, context: Context) -> None:
-    p = r.prediction
-    folder.mkdir(exist_ok=True)
-    for i in range(len(p.depth)):
-        context.check_cancel()
-        write_depth_preview(folder / f"depth_{i:04d}.png", p.depth[i], None if p.sky is None else ~p.sky[i])
-        if p.conf is not None:
-            write_confidence_preview(folder / f"conf_{i:04d}.png", p.conf[i])
-
-
-def _export_colmap(folder: Path, r: _Result, context: Context) -> list[str]:
-    """COLMAP model at the original size; stills linked, other images written from decoded pixels.
-
-    The manifest lists the model and the written images, not the links: a bundle must stay complete
-    when the user moves the source photos.
-    """
-    p, refs = r.prediction, r.frames.refs
-    rewrite = {i for i, ref in enumerate(refs) if ref.frame_index >= 0 or not _plain_still(ref.path)}
-    names = _colmap_names(refs, rewrite)
-    pts = r.points
-    keep = subsample(len(pts), COLMAP_MAX_POINTS, r.request.options.seed)
-    write_colmap(
-        folder,
-        extrinsics=p.extrinsics,
-        intrinsics_original=r.intrinsics_original,
-        image_sizes=r.frames.original_sizes,
-        image_names=names,
-        points=_colmap_points(pts, keep, p.extrinsics, r.intrinsics_original),
-        image_sources=[None if i in rewrite else ref.path for i, ref in enumerate(refs)],
-    )
-    written = _write_plates(folder / "images", names, rewrite, r.request, refs, context)
-    return ["sparse", *(f"images/{name}" for name in written)]
-
-
-# name → (file or folder in the bundle, writer). A writer returns None to list all it wrote in the
-# manifest, or the paths (relative to its folder) to list.
-EXPORTERS: dict[str, tuple[str, Callable[[Path, _Result, Context], list[str] | None]]] = {
-    "points": ("points.ply", _export_points),
-    "glb": ("scene.glb", _export_glb),
-    "gaussians": ("gaussians.ply", _export_gaussians),
-    "colmap": ("colmap", _export_colmap),
-    "depth": ("previews", _export_depth),
-}
-
-
-def _export(folder: Path, r: _Result, context: Context, stages: _Stages) -> dict[str, str]:
+def _export(folder: Path, r: JobResult, context: Context, stages: _Stages) -> dict[str, str]:
     """Write the exports, then reconstruction.npz (with the timings), then the manifest.
 
     Returns name → path ("bundle" for reconstruction.npz); each export's seconds go to
@@ -534,8 +434,8 @@ def _export(folder: Path, r: _Result, context: Context, stages: _Stages) -> dict
     return files
 
 
-def _bundle_arrays(r: _Result, timings: dict[str, float]) -> tuple[dict[str, Any], dict[str, Any]]:
-    p, refs = r.prediction, r.frames.refs
+def _bundle_arrays(r: JobResult, timings: dict[str, float]) -> tuple[dict[str, Any], dict[str, Any]]:
+    p, refs = r.prediction, r.refs
     arrays: dict[str, Any] = {
         "images": p.processed_images,
         "depth": p.depth,
@@ -547,7 +447,7 @@ def _bundle_arrays(r: _Result, timings: dict[str, float]) -> tuple[dict[str, Any
         "source_paths": [os.path.abspath(ref.path) for ref in refs],
         "frame_indices": np.array([ref.frame_index for ref in refs], np.int64),
         "timestamps_s": np.array([ref.timestamp_s for ref in refs], np.float64),
-        "original_sizes": r.frames.original_sizes,
+        "original_sizes": r.original_sizes,
     }
     g = p.gaussians
     if g is not None:
@@ -563,104 +463,3 @@ def _bundle_arrays(r: _Result, timings: dict[str, float]) -> tuple[dict[str, Any
         "ref_view_idx": p.ref_view_idx if p.ref_view_idx >= 0 else None,
     }
     return arrays, meta
-
-
-# --- COLMAP helpers -----------------------------------------------------------------------------------
-
-
-def _plain_still(path: str) -> bool:
-    """True when COLMAP tools read this file as we did: 8-bit RGB JPEG/PNG without an EXIF rotation."""
-    if Path(path).suffix.lower() not in _LINKABLE:
-        return False
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.mode == "RGB" and im.getexif().get(0x0112, 1) == 1  # 0x0112: EXIF orientation
-    except OSError:
-        return False
-
-
-def _colmap_names(refs: list[FrameRef], rewrite: set[int]) -> list[str]:
-    """Image names: a still's file name (``.jpg`` when rewritten), ``<video>_<frame>.jpg`` for frames."""
-    names = []
-    for i, ref in enumerate(refs):
-        p = Path(ref.path)
-        if ref.frame_index >= 0:
-            name = f"{p.stem}_{ref.frame_index:06d}.jpg"
-        else:
-            name = f"{p.stem}.jpg" if i in rewrite else p.name
-        names.append(name.replace(" ", "_"))
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    return [f"{i:05d}_{name}" if counts[name] > 1 else name for i, name in enumerate(names)]
-
-
-def _colmap_points(pts: PointSet, keep: np.ndarray, w2c: np.ndarray, k_original: np.ndarray) -> ColmapPoints:
-    """One observation per point: its projection into its source view at the original size (exact under
-    crops too, where scaling the processed pixel would not be)."""
-    xyz = pts.xyz[keep].astype(np.float64)  # (P, 3)
-    view = pts.view[keep].astype(np.int64)  # (P,)
-    ext = np.asarray(w2c, np.float64)[view]  # (P, 3, 4)
-    cam = np.einsum("pij,pj->pi", ext[:, :, :3], xyz) + ext[:, :, 3]
-    uvw = np.einsum("pij,pj->pi", np.asarray(k_original, np.float64)[view], cam)
-    return ColmapPoints(
-        xyz=xyz,
-        rgb=pts.rgb[keep],
-        error=np.zeros(len(keep)),
-        track_point=np.arange(len(keep), dtype=np.int64),
-        track_image=view,
-        track_xy=uvw[:, :2] / uvw[:, 2:3],
-    )
-
-
-def _save_jpeg(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
-
-    tmp = path.with_name(path.name + ".partial")
-    Image.fromarray(image).save(tmp, format="JPEG", quality=95)
-    os.replace(tmp, path)
-
-
-def _write_plates(
-    folder: Path,
-    names: list[str],
-    rewrite: set[int],
-    request: ReconstructRequest,
-    refs: list[FrameRef],
-    context: Context,
-) -> list[str]:
-    """Write the images COLMAP cannot link to: decoded stills, and the video frames decoded once more
-    (the job keeps no full-size frame in memory). Returns the names written."""
-    folder.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
-    wanted: dict[tuple[str, int], str] = {}
-    for i in sorted(rewrite):
-        if refs[i].frame_index < 0:
-            context.check_cancel()
-            _save_jpeg(folder / names[i], load_image(refs[i].path))
-            written.append(names[i])
-        else:
-            wanted[(refs[i].path, refs[i].frame_index)] = names[i]
-    if not wanted:
-        return written
-    options = request.options
-    plan = expand_inputs(
-        list(request.inputs), frames=options.frames or (0, None, 1), target_fps=options.target_fps
-    )
-    decoded = iter_frames([item for item in plan if isinstance(item, VideoSelection)])
-    try:
-        for ref, image in decoded:
-            name = wanted.pop((ref.path, ref.frame_index), None)
-            if name is not None:
-                _save_jpeg(folder / name, image)
-                written.append(name)
-            if not wanted:
-                break
-            context.check_cancel()
-    finally:
-        decoded.close()
-    if wanted:
-        context.log("warning", f"{len(wanted)} video frame(s) could not be decoded again for colmap/images.")
-    return written

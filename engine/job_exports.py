@@ -1,0 +1,239 @@
+"""The optional files a job writes beside reconstruction.npz, one small writer per export.
+
+Each writer gets the path of its file or folder inside the bundle, the ``JobResult`` and the job's
+context (to check for cancel between files and to log), and writes with the ``formats`` modules:
+
+``points``     points.ply: world points with colour, confidence and view index (``gather_points``:
+               confidence percentile, sky and point budget from the job options)
+``glb``        scene.glb: the same points and one frustum per camera (trimesh)
+``gaussians``  gaussians.ply in the 3DGS layout (giant and nested models)
+``colmap``     colmap/: PINHOLE cameras at the original size, poses, up to ``COLMAP_MAX_POINTS`` seed
+               points, and images/: links to plain stills, decoded pixels for everything else
+``depth``      previews/: depth and confidence PNGs per view
+
+A writer returns None to have everything it wrote listed in the manifest, or the paths (relative to
+its folder) to list; COLMAP's links are left out, so moving the photos never breaks a bundle.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import UserError
+from .formats.colmap import ColmapPoints, write_colmap
+from .formats.gaussians_ply import write_gaussians_ply
+from .formats.glb import write_scene_glb
+from .formats.ply import write_points_ply
+from .formats.previews import write_confidence_preview, write_depth_preview
+from .geometry.filters import PointSet, gather_points, subsample
+from .imaging import load_image
+from .inputs import FrameRef, VideoSelection, expand_inputs, iter_frames
+from .protocol import ReconstructRequest
+
+if TYPE_CHECKING:
+    from .jobs import Context
+
+__all__ = ["COLMAP_MAX_POINTS", "EXPORTERS", "NOT_AVAILABLE", "JobResult"]
+
+COLMAP_MAX_POINTS = 100_000  # seed points for 3DGS trainers: plenty, and the text files stay small
+NOT_AVAILABLE = {  # exports the protocol names but this engine cannot make yet, with what to do instead
+    "mesh": "a fused mesh is not available in this engine version yet; export 'points' instead",
+    "nerfstudio": "the nerfstudio export is not available yet; export 'colmap', which nerfstudio reads",
+}
+_LINKABLE = (".jpg", ".jpeg", ".png")  # stills COLMAP tools read as we did (when 8-bit RGB, not rotated)
+
+
+@dataclass
+class JobResult:
+    """What the exporters read: the request, where each frame came from, the prediction."""
+
+    request: ReconstructRequest
+    refs: list[FrameRef]  # (N,) source of each view
+    original_sizes: np.ndarray  # (N, 2) int64 (H, W) of each original frame
+    prediction: Any  # pipeline.Prediction; its transforms map processed → original pixels
+    intrinsics_original: np.ndarray  # (N, 3, 3) float32, the cameras at the original size
+
+    @cached_property
+    def points(self) -> PointSet:
+        """World points of the kept pixels (confidence percentile, sky, point budget of the options)."""
+        p, o = self.prediction, self.request.options
+        return gather_points(
+            p.depth,
+            p.intrinsics,
+            p.extrinsics,
+            p.processed_images,
+            p.conf,
+            p.sky,
+            budget=o.max_points,
+            conf_percentile=o.conf_percentile,
+            seed=o.seed,
+        )
+
+
+def _export_points(path: Path, r: JobResult, context: Context) -> None:
+    pts = r.points
+    write_points_ply(path, pts.xyz, pts.rgb, pts.conf, extra={"view": pts.view})
+
+
+def _export_glb(path: Path, r: JobResult, context: Context) -> None:
+    p, pts = r.prediction, r.points
+    write_scene_glb(path, pts.xyz, pts.rgb, p.extrinsics, p.intrinsics, p.depth.shape[1:])
+
+
+def _export_gaussians(path: Path, r: JobResult, context: Context) -> None:
+    g = r.prediction.gaussians
+    if g is None:
+        raise UserError("The model returned no Gaussians: turn on Gaussians (infer_gs) with a giant model.")
+    write_gaussians_ply(path, g.means, g.scales, g.rotations, g.harmonics, g.opacities)
+
+
+def _export_depth(folder: Path, r: JobResult, context: Context) -> None:
+    p = r.prediction
+    folder.mkdir(exist_ok=True)
+    for i in range(len(p.depth)):
+        context.check_cancel()
+        write_depth_preview(folder / f"depth_{i:04d}.png", p.depth[i], None if p.sky is None else ~p.sky[i])
+        if p.conf is not None:
+            write_confidence_preview(folder / f"conf_{i:04d}.png", p.conf[i])
+
+
+def _export_colmap(folder: Path, r: JobResult, context: Context) -> list[str]:
+    """COLMAP model at the original size; stills linked, other images written from decoded pixels.
+
+    The manifest lists the model and the written images, not the links: a bundle must stay complete
+    when the user moves the source photos.
+    """
+    p, refs = r.prediction, r.refs
+    rewrite = {i for i, ref in enumerate(refs) if ref.frame_index >= 0 or not _plain_still(ref.path)}
+    names = _colmap_names(refs, rewrite)
+    pts = r.points
+    keep = subsample(len(pts), COLMAP_MAX_POINTS, r.request.options.seed)
+    write_colmap(
+        folder,
+        extrinsics=p.extrinsics,
+        intrinsics_original=r.intrinsics_original,
+        image_sizes=r.original_sizes,
+        image_names=names,
+        points=_colmap_points(pts, keep, p.extrinsics, r.intrinsics_original),
+        image_sources=[None if i in rewrite else ref.path for i, ref in enumerate(refs)],
+    )
+    written = _write_plates(folder / "images", names, rewrite, r.request, refs, context)
+    return ["sparse", *(f"images/{name}" for name in written)]
+
+
+# name → (file or folder in the bundle, writer)
+EXPORTERS: dict[str, tuple[str, Callable[[Path, JobResult, Context], list[str] | None]]] = {
+    "points": ("points.ply", _export_points),
+    "glb": ("scene.glb", _export_glb),
+    "gaussians": ("gaussians.ply", _export_gaussians),
+    "colmap": ("colmap", _export_colmap),
+    "depth": ("previews", _export_depth),
+}
+
+
+# --- COLMAP helpers -----------------------------------------------------------------------------------
+
+
+def _plain_still(path: str) -> bool:
+    """True when COLMAP tools read this file as we did: 8-bit RGB JPEG/PNG without an EXIF rotation."""
+    if Path(path).suffix.lower() not in _LINKABLE:
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode == "RGB" and im.getexif().get(0x0112, 1) == 1  # 0x0112: EXIF orientation
+    except OSError:
+        return False
+
+
+def _colmap_names(refs: list[FrameRef], rewrite: set[int]) -> list[str]:
+    """Image names: a still's file name (``.jpg`` when rewritten), ``<video>_<frame>.jpg`` for frames."""
+    names = []
+    for i, ref in enumerate(refs):
+        p = Path(ref.path)
+        if ref.frame_index >= 0:
+            name = f"{p.stem}_{ref.frame_index:06d}.jpg"
+        else:
+            name = f"{p.stem}.jpg" if i in rewrite else p.name
+        names.append(name.replace(" ", "_"))
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return [f"{i:05d}_{name}" if counts[name] > 1 else name for i, name in enumerate(names)]
+
+
+def _colmap_points(pts: PointSet, keep: np.ndarray, w2c: np.ndarray, k_original: np.ndarray) -> ColmapPoints:
+    """One observation per point: its projection into its source view at the original size (exact under
+    crops too, where scaling the processed pixel would not be)."""
+    xyz = pts.xyz[keep].astype(np.float64)  # (P, 3)
+    view = pts.view[keep].astype(np.int64)  # (P,)
+    ext = np.asarray(w2c, np.float64)[view]  # (P, 3, 4)
+    cam = np.einsum("pij,pj->pi", ext[:, :, :3], xyz) + ext[:, :, 3]
+    uvw = np.einsum("pij,pj->pi", np.asarray(k_original, np.float64)[view], cam)
+    return ColmapPoints(
+        xyz=xyz,
+        rgb=pts.rgb[keep],
+        error=np.zeros(len(keep)),
+        track_point=np.arange(len(keep), dtype=np.int64),
+        track_image=view,
+        track_xy=uvw[:, :2] / uvw[:, 2:3],
+    )
+
+
+def _save_jpeg(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    tmp = path.with_name(path.name + ".partial")
+    Image.fromarray(image).save(tmp, format="JPEG", quality=95)
+    os.replace(tmp, path)
+
+
+def _write_plates(
+    folder: Path,
+    names: list[str],
+    rewrite: set[int],
+    request: ReconstructRequest,
+    refs: list[FrameRef],
+    context: Context,
+) -> list[str]:
+    """Write the images COLMAP cannot link to: decoded stills, and the video frames decoded once more
+    (the job keeps no full-size frame in memory). Returns the names written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    wanted: dict[tuple[str, int], str] = {}
+    for i in sorted(rewrite):
+        if refs[i].frame_index < 0:
+            context.check_cancel()
+            _save_jpeg(folder / names[i], load_image(refs[i].path))
+            written.append(names[i])
+        else:
+            wanted[(refs[i].path, refs[i].frame_index)] = names[i]
+    if not wanted:
+        return written
+    options = request.options
+    plan = expand_inputs(
+        list(request.inputs), frames=options.frames or (0, None, 1), target_fps=options.target_fps
+    )
+    decoded = iter_frames([item for item in plan if isinstance(item, VideoSelection)])
+    try:
+        for ref, image in decoded:
+            name = wanted.pop((ref.path, ref.frame_index), None)
+            if name is not None:
+                _save_jpeg(folder / name, image)
+                written.append(name)
+            if not wanted:
+                break
+            context.check_cancel()
+    finally:
+        decoded.close()
+    if wanted:
+        context.log("warning", f"{len(wanted)} video frame(s) could not be decoded again for colmap/images.")
+    return written
