@@ -165,13 +165,23 @@ def to_chunk(
 
 
 def make_chunks(
-    n_frames: int, ranges: list[range], seed: int = 0, **noise
+    n_frames: int,
+    ranges: list[range],
+    seed: int = 0,
+    *,
+    h: int = H,
+    w: int = W,
+    focal: float = FOCAL,
+    **noise,
 ) -> tuple[list[ChunkPrediction], list[Sim3]]:
-    """Chunks of an ``n_frames`` shot over ``ranges``, each in a random world; also the worlds (GT → chunk)."""
+    """Chunks of an ``n_frames`` shot over ``ranges``, each in a random world; also the worlds (GT → chunk).
+
+    ``noise``: the keyword arguments of ``to_chunk`` (depth_noise, outlier_fraction, pose_noise).
+    """
     rng = np.random.default_rng(seed)
     chunks, worlds = [], []
     for r in ranges:
         world = random_sim3(rng)
-        chunks.append(to_chunk(render(n_frames, r), world, rng, **noise))
+        chunks.append(to_chunk(render(n_frames, r, h, w, focal), world, rng, **noise))
         worlds.append(world)
     return chunks, worlds
