@@ -1,0 +1,168 @@
+"""A small procedural scene rendered with Cycles from known cameras (for the demo and README pictures).
+
+Emissive, textured objects (so lights do not matter and renders are deterministic) on a checker floor,
+seen by cameras on an arc. ``render_views`` returns each view's image file, its OpenCV intrinsics and
+world-to-camera extrinsics (from Blender's own projection), and its z-depth from the Cycles depth pass.
+Needs bpy (Blender 4.5 as a module); used by tools/demo.py and tools/readme_images.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+from mathutils import Vector
+
+__all__ = ["RenderedView", "build_scene", "render_views"]
+
+
+@dataclass
+class RenderedView:
+    path: str  # PNG file
+    K: np.ndarray  # (3, 3) OpenCV intrinsics in pixels (continuous coordinates)
+    w2c: np.ndarray  # (3, 4) world-to-camera, OpenCV axes, Blender world
+    depth: np.ndarray | None  # (H, W) z-depth, or None when not asked for
+
+
+def _material(name: str, color, checker: float | None = None) -> bpy.types.Material:
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    tree = mat.node_tree
+    tree.nodes.clear()
+    emit = tree.nodes.new("ShaderNodeEmission")
+    out = tree.nodes.new("ShaderNodeOutputMaterial")
+    tree.links.new(emit.outputs["Emission"], out.inputs["Surface"])
+    if checker is None:
+        emit.inputs["Color"].default_value = (*color, 1.0)
+        return mat
+    coords = tree.nodes.new("ShaderNodeTexCoord")
+    tex = tree.nodes.new("ShaderNodeTexChecker")
+    tex.inputs["Scale"].default_value = checker
+    tex.inputs["Color1"].default_value = (*color, 1.0)
+    tex.inputs["Color2"].default_value = tuple(0.35 * c for c in color) + (1.0,)
+    tree.links.new(coords.outputs["Object"], tex.inputs["Vector"])
+    tree.links.new(tex.outputs["Color"], emit.inputs["Color"])
+    return mat
+
+
+def _add(primitive: str, material: bpy.types.Material, **kwargs) -> bpy.types.Object:
+    getattr(bpy.ops.mesh, f"primitive_{primitive}_add")(**kwargs)
+    obj = bpy.context.active_object
+    obj.data.materials.append(material)
+    return obj
+
+
+def build_scene(scene: bpy.types.Scene, samples: int = 32) -> None:
+    """Fill an empty scene: checker floor and wall, a cube, a sphere, a cone; Cycles on the CPU."""
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = samples
+    scene.cycles.seed = 0
+    scene.cycles.use_denoising = False
+    scene.view_settings.view_transform = "Standard"
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGB"
+    world = bpy.data.worlds.new("Sky")
+    world.use_nodes = True
+    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.55, 0.7, 0.9, 1.0)
+    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 1.0
+    scene.world = world
+    _add("plane", _material("Floor", (0.85, 0.8, 0.7), 8.0), size=10.0)
+    wall = _add("cube", _material("Wall", (0.8, 0.4, 0.3), 2.5), size=1.0, location=(0, 3.0, 1.5))
+    wall.scale = (6.0, 0.3, 3.0)
+    _add("cube", _material("Box", (0.2, 0.45, 0.85), 6.0), size=1.2, location=(-1.3, 0.6, 0.6))
+    _add("uv_sphere", _material("Ball", (0.95, 0.75, 0.15), 10.0), radius=0.7, location=(1.1, 0.2, 0.7))
+    _add(
+        "cone", _material("Cone", (0.25, 0.75, 0.35), 12.0), radius1=0.5, depth=1.4, location=(0.0, -1.2, 0.7)
+    )
+
+
+def _look_at(obj: bpy.types.Object, target) -> None:
+    direction = Vector(target) - obj.location
+    obj.rotation_euler = direction.to_track_quat("-Z", "Y").to_euler()
+
+
+def _opencv(scene: bpy.types.Scene, cam: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
+    """K from Blender's projection matrix, w2c from the camera's world matrix (OpenCV axes)."""
+    w, h = scene.render.resolution_x, scene.render.resolution_y
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    P = np.array(cam.calc_matrix_camera(depsgraph, x=w, y=h, scale_x=1.0, scale_y=1.0))
+    K = np.array(
+        [[w / 2 * P[0, 0], 0, w / 2 * (1 - P[0, 2])], [0, h / 2 * P[1, 1], h / 2 * (1 + P[1, 2])], [0, 0, 1]]
+    )
+    w2c = np.diag([1.0, -1.0, -1.0]) @ np.linalg.inv(np.array(cam.matrix_world))[:3, :]
+    return K, w2c
+
+
+def _depth_output(scene: bpy.types.Scene, folder: str):
+    """A compositor File Output node writing the depth pass as a 32-bit EXR (Blender 4.x)."""
+    scene.view_layers[0].use_pass_z = True
+    scene.use_nodes = True
+    tree = scene.node_tree
+    tree.nodes.clear()
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    composite = tree.nodes.new("CompositorNodeComposite")
+    tree.links.new(layers.outputs["Image"], composite.inputs["Image"])
+    out = tree.nodes.new("CompositorNodeOutputFile")
+    out.format.file_format = "OPEN_EXR"
+    out.format.color_depth = "32"
+    out.base_path = folder
+    tree.links.new(layers.outputs["Depth"], out.inputs[0])
+    return out
+
+
+def _read_depth(path: str) -> np.ndarray:
+    image = bpy.data.images.load(path)
+    try:
+        (w, h), channels = image.size, image.channels
+        pixels = np.empty(w * h * channels, np.float32)
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    return pixels.reshape(h, w, channels)[::-1, :, 0].copy()
+
+
+def render_views(
+    scene: bpy.types.Scene,
+    folder: str,
+    count: int = 6,
+    size: tuple[int, int] = (320, 240),
+    *,
+    depth: bool = False,
+    lens: float = 30.0,
+) -> list[RenderedView]:
+    """Render ``count`` views from cameras on an arc around the scene into ``folder`` (PNG files)."""
+    os.makedirs(folder, exist_ok=True)
+    scene.render.resolution_x, scene.render.resolution_y = size
+    scene.render.resolution_percentage = 100
+    output = _depth_output(scene, folder) if depth else None
+    views = []
+    for i in range(count):
+        angle = math.radians(-125 + 70 * i / max(1, count - 1))
+        cam_data = bpy.data.cameras.new(f"View {i}")
+        cam_data.lens = lens
+        cam = bpy.data.objects.new(f"View {i}", cam_data)
+        scene.collection.objects.link(cam)
+        cam.location = (7.0 * math.cos(angle), 7.0 * math.sin(angle), 3.2 + 0.4 * math.sin(3 * angle))
+        _look_at(cam, (0.0, 0.5, 0.8))
+        bpy.context.view_layer.update()
+        scene.camera = cam
+        path = os.path.join(folder, f"view_{i:03d}.png")
+        scene.render.filepath = path
+        if output is not None:
+            output.file_slots[0].path = f"depth_{i:03d}_"
+            scene.frame_set(1)
+        bpy.ops.render.render(write_still=True)
+        K, w2c = _opencv(scene, cam)
+        z = _read_depth(os.path.join(folder, f"depth_{i:03d}_0001.exr")) if output is not None else None
+        views.append(RenderedView(path, K, w2c, z))
+    return views
+
+
+def render_views_in(scene: bpy.types.Scene, folder: str, count: int = 6) -> list[RenderedView]:
+    """Build the scene in ``scene`` and render ``count`` 320×240 views of it into ``folder``."""
+    build_scene(scene)
+    return render_views(scene, folder, count)
