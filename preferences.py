@@ -24,15 +24,22 @@ DEVICES = [
 ]
 
 
+_FOLDERS: dict[str, str] = {}
+
+
 def user_folder(name: str) -> str:
-    """The extension's writable folder ``name`` (created): under Blender's extension user path when
-    installed as an extension, else under Blender's user config folder."""
+    """The extension's writable folder ``name`` (created once, then cached: panels ask on every redraw):
+    under Blender's extension user path when installed as an extension, else Blender's user config."""
+    path = _FOLDERS.get(name)
+    if path is not None and os.path.isdir(path):
+        return path
     try:
-        return bpy.utils.extension_path_user(ADDON_ID, path=name, create=True)
+        path = bpy.utils.extension_path_user(ADDON_ID, path=name, create=True)
     except ValueError:  # loaded as a plain add-on (not bl_ext.*): no extension user folder
         path = os.path.join(bpy.utils.user_resource("CONFIG"), "da3_reconstruct", name)
         os.makedirs(path, exist_ok=True)
-        return path
+    _FOLDERS[name] = path
+    return path
 
 
 def get_prefs(context: bpy.types.Context | None = None) -> "DA3_AddonPreferences | None":

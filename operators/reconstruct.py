@@ -79,6 +79,13 @@ def _import_result(context: bpy.types.Context, job: JobState) -> None:
     result.root["da3_job"] = job.job
 
 
+def _status_bar(context: bpy.types.Context, text: str | None) -> None:
+    """Show the job's progress in the status bar (None clears it); no-op without a workspace."""
+    workspace = getattr(context, "workspace", None)
+    if workspace is not None:
+        workspace.status_text_set(text)
+
+
 def tick(context: bpy.types.Context) -> str | None:
     """Drain the engine's events; on the job's end import (if it finished). Returns None while the job
     runs, else its outcome: "finished", "cancelled" or "failed"."""
@@ -89,7 +96,9 @@ def tick(context: bpy.types.Context) -> str | None:
     if job is None:
         return "failed"
     if job.running:
+        _status_bar(context, f"DA3 Reconstruct: {job.progress_text} (Esc cancels)")
         return None
+    _status_bar(context, None)
     if job.outcome == "finished" and not job.imported:
         _import_result(context, job)
     if job.outcome == "finished":
@@ -186,14 +195,23 @@ class DA3_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+@bpy.app.handlers.persistent
+def cancel_on_file_load(*_args) -> None:
+    """Opening another file ends the modal operator: cancel its job so nothing is imported later."""
+    runtime.service().cancel()
+
+
 CLASSES = (DA3_OT_reconstruct, DA3_OT_cancel)
 
 
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    bpy.app.handlers.load_pre.append(cancel_on_file_load)
 
 
 def unregister() -> None:
+    if cancel_on_file_load in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(cancel_on_file_load)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

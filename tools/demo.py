@@ -10,7 +10,7 @@ Steps: ``tools/build_extension.py`` builds and validates the zip; Blender (the `
 torch blocked in its process) installs it like a user would; the input images are rendered with Cycles
 from a procedural scene unless ``--images`` is given; the extension's Reconstruct runs a job in the
 engine process (``python -m engine serve``, with ``--engine-python``, default this Python) and imports
-the result; the scene is saved to ``<out>/demo.blend`` and rendered to ``<out>/render.png``.
+the result; the scene is saved to ``<out>/demo.blend`` and rendered to ``<out>/demo.png``.
 
 Offline, a hub model cannot be downloaded: the demo says so and how to point ``--model`` at a local
 folder (``config.json`` + ``model.safetensors``) or to use ``--generated-checkpoint`` (a random but
@@ -183,7 +183,7 @@ def render_result(bpy, out: Path) -> Path:
     scene.view_settings.view_transform = "Standard"
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 800, 500, 100
     scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
-    path = out / "render.png"
+    path = out / "demo.png"
     scene.render.filepath = str(path)
     bpy.ops.render.render(write_still=True)
     return path

@@ -22,7 +22,7 @@ def test_demo_builds_installs_reconstructs_saves_and_renders(tmp_path):
     assert "installed and enabled bl_ext.user_default.da3_reconstruct" in proc.stdout
     assert "Imported" in proc.stdout and "3 cameras" in proc.stdout
     assert (out / "demo.blend").stat().st_size > 10_000
-    assert (out / "render.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_demo_offline_says_what_to_do(tmp_path):

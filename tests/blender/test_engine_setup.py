@@ -178,3 +178,11 @@ def test_engine_environment_follows_online_access_and_cache(sub, tmp_path):
     assert "PYTHONHOME" not in offline and "PYTHONPATH" not in offline
     online = env.engine_environment({**base, "HF_HUB_OFFLINE": "1"}, online=True)
     assert "HF_HUB_OFFLINE" not in online and "HF_HUB_CACHE" not in online
+
+
+def test_engine_config_unloads_after_idle_minutes_and_picks_the_device(sub):
+    env = sub("core.engine_env")
+    keep = env.EngineConfig.build("/py", "/ext", env={}, idle_minutes=0, device="auto")
+    idle = env.EngineConfig.build("/py", "/ext", env={}, idle_minutes=5, device="cuda")
+    assert keep.args == () and idle.args == ("--idle-timeout", "300", "--device", "cuda")
+    assert keep != idle  # a changed preference means a new engine process for the next job

@@ -262,3 +262,16 @@ def test_resolution_snaps_to_multiples_of_14(clean_scene):
     assert s.process_res == 504
     s.process_res = 20
     assert s.process_res == 14
+
+
+def test_opening_another_file_cancels_the_job(job_settings, sub):
+    _fake(sub, "slow", delay="0.05")
+    runtime = sub("operators.runtime")
+    sub("operators.reconstruct").begin(bpy.context)
+    bpy.ops.wm.read_homefile(use_empty=True)  # the modal operator would end here
+    deadline = time.monotonic() + 30
+    while runtime.service().busy and time.monotonic() < deadline:
+        runtime.service().pump()
+        time.sleep(0.02)
+    assert runtime.service().job.outcome == "cancelled"
+    assert not any(o.get("da3_job") for o in bpy.data.objects)
