@@ -164,6 +164,13 @@ class DA3_OT_reconstruct(bpy.types.Operator):
     def modal(self, context, event):
         return modal_step(self, context, event)
 
+    def cancel(self, context):
+        """Blender ended the operator (window closed, file loaded): stop the job, import nothing."""
+        runtime.service().cancel()
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+
     def execute(self, context):
         """Blocking path for scripts and background mode (no event loop there)."""
         try:

@@ -57,8 +57,8 @@ class VIEW3D_PT_da3_reconstruct(_Sidebar, bpy.types.Panel):
             col.scale_y = 1.5
             col.operator(idnames.RECONSTRUCT, icon="CON_CAMERASOLVER")
             reason = why_not_ready(context)
-            if reason:
-                layout.label(text=reason, icon="INFO")
+            for i, line in enumerate(_wrap(reason or "", 40) if reason else []):
+                layout.label(text=line, icon="INFO" if i == 0 else "BLANK1")
         report = runtime.last_report()
         if report and not svc.busy:
             level, text = report
