@@ -63,8 +63,10 @@ def run_chunked(
 ) -> JoinedResult:
     """Predict ``frames_count`` frames in overlapping chunks and join them into chunk 0's world.
 
-    predict_chunk(frames: range) → ChunkPrediction for exactly those global frames (its ``frames``
-    field must equal the range); store: where chunks and joined parts are written;
+    Frames are positions ``0 … frames_count − 1`` in the shot as solved (after any stride); the
+    caller maps them to source frames. predict_chunk(frames: range) → ChunkPrediction for exactly
+    those frames (its ``frames`` field must equal the range); store: where chunks and joined parts
+    are written;
     should_cancel() is checked before every chunk and before the final join (``cancel_error`` is
     raised when it returns True; a ``should_cancel`` that raises its own exception works too);
     on_progress(done, total, message) after every chunk, with the joint's residual;

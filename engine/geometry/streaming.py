@@ -13,7 +13,9 @@ FORK_AND_PIPELINES.md §4):
 2. ``fit_chunk_transform`` back-projects the overlap frames of both chunks through the *same*
    pixels (so the correspondences are pixel-aligned), keeps pixels where both confidences exceed
    ``0.1 · min(median conf)`` and both depths are valid, weights them by ``√(conf₁·conf₂)`` and
-   fits the Sim(3) *next chunk's world → previous chunk's world* with ``robust_sim3`` (Huber IRLS).
+   fits the Sim(3) *next chunk's world → previous chunk's world* with ``robust_sim3`` (Huber IRLS),
+   then refits it on the inliers with DA3-Streaming's spread-ratio scale (see the code: this
+   removes two biases that would otherwise add up from joint to joint).
 3. ``StreamingJoiner`` / ``join_chunks`` accumulate the joints to chunk 0's world. A frame that two
    chunks share takes the *later* chunk's estimate (the DA3-Streaming rule), consistently for
    pose, intrinsics and depth; a frame's depth from chunk ``k`` is multiplied by chunk ``k``'s
@@ -21,8 +23,8 @@ FORK_AND_PIPELINES.md §4):
 
 Memory stays flat in the number of frames: chunk predictions live in ``.npz`` files of a job
 folder (``ChunkStore``), the joiner holds at most two chunks, and the joined per-frame depth is
-written part by part as soon as a chunk's frames are final. Only small per-frame arrays (poses,
-intrinsics, scales) and a bounded, reduced point cloud stay in memory.
+written part by part (with a reduced point cloud of those frames) as soon as a chunk's frames
+are final. Only small per-frame arrays (poses, intrinsics, scales) stay in memory.
 
 Confidence: DA3's any-view confidence is ``1 + exp(·) ≥ 1``; like DA3-Streaming (``conf −= 1``) we
 subtract ``conf_offset = 1`` before thresholds and weights. A chunk without confidence counts every
@@ -54,6 +56,7 @@ __all__ = [
     "JoinedResult",
     "StreamingJoiner",
     "chunk_size_for_memory",
+    "estimate_chunk_bytes",
     "fit_chunk_transform",
     "join_chunks",
     "plan_chunks",
@@ -112,19 +115,28 @@ _PARAMS = {
 _NESTED_PARTS = ("da3-giant", "da3metric-large")
 
 
-def _activation_bytes_per_frame(model_name: str, h: int, w: int, dtype_bytes: int) -> float:
+HEAD_VIEWS = 4  # engine/model/network.py runs the DPT head on 4 views at a time (``head_chunk``)
+
+
+def _preset_bytes(model_name: str, h: int, w: int, dtype_bytes: int) -> tuple[float, float]:
+    """(bytes per frame, bytes independent of the frame count) of one network, weights excluded."""
     from ..model.presets import get_preset  # plain dataclasses, no torch
 
     p = get_preset(model_name)
     tokens = (h // 14) * (w // 14) + 1
-    # Backbone: four kept out-layer outputs (2C each with cat_token) + one block's working set
-    # (x, norm, qkv 3C, attention out, MLP hidden 4C or SwiGLU 2·hidden): ≈ 20 C values per token.
-    backbone = tokens * p.backbone.embed_dim * 20
-    # Head: the fused F-channel map at 8/14 of the image size (≈ 0.33 H·W, in and out of the last
-    # fusion) and the F/2-channel neck at full size held ~3 times (upsample, + UV, conv), plus the
-    # 32-channel output conv and the outputs: ≈ (2.2 F + 40) values per pixel.
-    head = h * w * (2.2 * p.head.features + 40)
-    return (backbone + head) * dtype_bytes
+    c = p.backbone.embed_dim
+    ch = 2 * c if p.backbone.cat_token else c  # channels of an exported layer
+    # Backbone, every frame at once: the four exported layers (fp32 copies for the head, plus the
+    # run-precision originals while they are converted) and one block's working set (≈ 8 C values:
+    # x, norm, qkv, attention, MLP hidden; measured ≈ 6 C on the CPU).
+    exported = 4 * ch * (4 if dtype_bytes == 4 else 4 + dtype_bytes)
+    per_token = exported + 8 * c * dtype_bytes
+    # Inputs and outputs per pixel: float32 input, uint8 and normalised copies, depth and confidence
+    # in torch and numpy: ≈ 48 bytes.
+    per_frame = tokens * per_token + 48 * h * w
+    # DPT head (fp32, HEAD_VIEWS views at a time): ≈ 0.6 F + 100 float32 values per pixel and view.
+    head = HEAD_VIEWS * h * w * (0.6 * p.head.features + 100) * 4
+    return per_frame, head
 
 
 def _weight_bytes(model_name: str, dtype_bytes: int) -> float:
@@ -136,15 +148,18 @@ def _weight_bytes(model_name: str, dtype_bytes: int) -> float:
 def estimate_chunk_bytes(model_name: str, chunk_size: int, H: int, W: int, dtype_bytes: int = 2) -> float:
     """Estimated peak bytes to run ``chunk_size`` frames of ``H × W`` (processed size) through a preset.
 
-    Weights + ``chunk_size`` × per-frame activations (see ``chunk_size_for_memory``) + the float32
-    outputs (depth, confidence, 6 ray channels) and the float32 input images.
+    Weights + the DPT head's working set (a few views at a time) + ``chunk_size`` × per-frame memory;
+    see ``chunk_size_for_memory`` for the model and how it was checked.
     """
     if model_name not in _PARAMS:
         raise ValueError(f"unknown DA3 preset {model_name!r}; known presets: {', '.join(_PARAMS)}")
     parts = _NESTED_PARTS if model_name == "da3nested-giant-large" else (model_name,)
-    act = max(_activation_bytes_per_frame(m, H, W, dtype_bytes) for m in parts)
-    io = H * W * 4 * (3 + 8)
-    return _weight_bytes(model_name, dtype_bytes) + chunk_size * (act + io)
+    costs = [_preset_bytes(m, H, W, dtype_bytes) for m in parts]
+    # The nested model runs its parts one after the other; the first part's outputs (≈ 48 B/pixel)
+    # wait while the second runs.
+    per_frame = max(c[0] for c in costs) + 48 * H * W * (len(parts) - 1)
+    fixed = _weight_bytes(model_name, dtype_bytes) + max(c[1] for c in costs)
+    return fixed + chunk_size * per_frame
 
 
 def chunk_size_for_memory(
@@ -161,17 +176,21 @@ def chunk_size_for_memory(
 ) -> int:
     """How many frames of ``H × W`` (processed pixels) fit in ``available_bytes`` for a preset.
 
-    A user's chunk size (``user_chunk_size``) always wins. Otherwise an analytic estimate, meant to
-    be conservative rather than exact:
+    A user's chunk size (``user_chunk_size``) always wins. Otherwise an analytic estimate
+    (``estimate_chunk_bytes``), meant to err on the safe side:
 
-    * weights: the preset's parameter count (DA3_SPEC.md §1.5), backbone matmuls in the run
-      precision and the rest in fp32;
-    * per frame, activations in the run precision (``dtype_bytes``: 2 under CUDA autocast, 4 for
-      fp32 on the CPU): ≈ 20·C values per patch token for the backbone (attention through SDPA is
-      linear in the tokens) and ≈ (2.2·F + 40) values per pixel for the DPT head, which dominates at
-      useful resolutions; the nested model counts its larger part (the two parts run one after
-      the other);
-    * per frame, float32 inputs and outputs (image, depth, confidence, rays).
+    * fixed: the weights (parameter counts of DA3_SPEC.md §1.5; backbone matmuls in the run
+      precision ``dtype_bytes`` — 2 under CUDA autocast, 4 for fp32 on the CPU — the rest fp32)
+      and the DPT head, which runs in fp32 on 4 views at a time: ≈ (0.6·F + 100) values per pixel;
+    * per frame: the backbone sees every frame at once (attention through SDPA is linear in the
+      tokens): the four exported layers kept for the head and one block's working set, ≈ 16·C
+      (+ 8·C·``dtype_bytes`` when converting) bytes per patch token; plus ≈ 48 bytes per pixel of
+      inputs and outputs. The nested model counts its larger part, plus the outputs it holds.
+
+    Checked against the peak resident memory of our network on the CPU (fp32, 280×504, 6 and 12
+    frames, weights excluded): per frame da3-small 20 MiB measured / 23 MiB estimated, da3-base
+    43 / 40 MiB; fixed part small 295 / 298 MiB, base 371 / 381 MiB. Not checked on a GPU yet,
+    whose allocator and cuDNN workspaces add their own overhead: hence the ``headroom``.
 
     Only ``headroom`` of what is left after the weights is planned (allocator fragmentation,
     cuDNN workspaces). The result is clamped to ``[min_chunk, max_chunk]`` (120 is DA3-Streaming's
@@ -398,13 +417,12 @@ class ChunkStore:
             frame=np.asarray(point_frame, np.int64),
         )
 
+    _JOINED = re.compile(r"^((joined|points)_\d{4,}\.npz|cameras\.npz|joints\.json)$")
+
     def clear_joined(self) -> None:
         """Remove joined parts, points and cameras of an earlier join (the raw chunks stay)."""
         for path in self.folder.iterdir():
-            if re.match(r"^(joined|points)_\d{4,}\.npz$", path.name) or path.name in (
-                "cameras.npz",
-                "joints.json",
-            ):
+            if self._JOINED.match(path.name):
                 path.unlink()
 
     def joined_parts(self) -> list[int]:
@@ -499,9 +517,9 @@ def fit_chunk_transform(
     ``seed``) are back-projected through each chunk's camera for that frame, weighted by
     ``√(conf_p·conf_n)`` and fitted with ``robust_sim3`` (Huber δ = ``huber_relative`` × scene
     scale, the median depth of the kept pixels in the previous chunk), then refitted on the pairs
-    within δ with the spread-ratio scale (``scale_method="rms"``; see the comment in the code). With fewer than
-    ``MIN_FIT_POINTS`` usable pixels (or a degenerate set), the joint falls back to the overlap
-    cameras (``method="cameras"``).
+    within δ with the spread-ratio scale (``scale_method="rms"``; see the comment in the code).
+    With fewer than ``MIN_FIT_POINTS`` usable pixels (or a degenerate set), the joint falls back to
+    the overlap cameras (``method="cameras"``).
     """
     if overlap_frames is None:
         overlap_frames = np.intersect1d(prev_chunk.frames, next_chunk.frames)
