@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .sim3 import rotation_between
+
 __all__ = [
     "Floor",
     "NoFloorFound",
@@ -167,22 +169,6 @@ def fit_floor(
     return Floor(normal, offset, float(w[inl].sum() / w.sum()), threshold)
 
 
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation turning unit ``a`` onto unit ``b`` (a half turn about a perpendicular if opposite)."""
-    v = np.cross(a, b)
-    c = float(a @ b)
-    s = float(np.linalg.norm(v))
-    if s < 1e-12:
-        if c > 0:
-            return np.eye(3)
-        axis = np.cross(a, np.eye(3)[np.argmin(np.abs(a))])
-        axis /= np.linalg.norm(axis)
-        return 2.0 * np.outer(axis, axis) - np.eye(3)
-    k = v / s
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + s * kx + (1 - c) * (kx @ kx)
-
-
 def world_alignment(
     floor: Floor,
     origin_point: np.ndarray,
@@ -199,7 +185,7 @@ def world_alignment(
     """
     up = np.asarray(up, np.float64).reshape(3)
     up = up / np.linalg.norm(up)
-    rot = _rotation_between(floor.normal, up)
+    rot = rotation_between(floor.normal, up)
     if forward is not None:
         f = rot @ np.asarray(forward, np.float64).reshape(3)
         f -= (f @ up) * up
@@ -208,7 +194,7 @@ def world_alignment(
             y = np.array([0.0, 1.0, 0.0]) - up[1] * up
             if np.linalg.norm(y) < 1e-9:
                 y = np.array([0.0, 0.0, 1.0]) - up[2] * up
-            rot = _rotation_between(f / np.linalg.norm(f), y / np.linalg.norm(y)) @ rot
+            rot = rotation_between(f / np.linalg.norm(f), y / np.linalg.norm(y)) @ rot
     foot = floor.project(np.asarray(origin_point, np.float64).reshape(3))
     m = np.eye(4)
     m[:3, :3] = rot

@@ -46,6 +46,7 @@ __all__ = [
     "Sim3",
     "align_centers",
     "robust_sim3",
+    "rotation_between",
     "umeyama",
 ]
 
@@ -208,8 +209,9 @@ def _principal_direction(points: np.ndarray, w: np.ndarray) -> np.ndarray:
     return vt[0]
 
 
-def _min_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Smallest rotation turning unit vector ``a`` onto unit vector ``b`` (Rodrigues)."""
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Smallest rotation turning unit vector ``a`` onto unit vector ``b`` (Rodrigues; a half turn about a
+    perpendicular axis when they are opposite)."""
     v = np.cross(a, b)
     c = float(a @ b)
     sin = float(np.linalg.norm(v))
@@ -256,7 +258,7 @@ def align_centers(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None =
     s = float((wn @ (p * q)) / (wn @ (p * p)))
     if not s > 0:  # the targets do not move along the line at all
         return Sim3(1.0, np.eye(3), mu_d - mu_s)
-    rot = _min_rotation(a, b)
+    rot = rotation_between(a, b)
     return Sim3(s, rot, mu_d - s * rot @ mu_s)
 
 
