@@ -39,9 +39,22 @@ gs_rotations      float32 (M,4)    unit quaternions (w, x, y, z)
 gs_harmonics      float32 (M,3,K)  SH coefficients per colour channel, K = (degree + 1)²
 gs_opacities      float32 (M,)     opacity in [0, 1]
 ref_view_idx      int64 ()         view used as the reference (world) frame (optional)
+points_xyz        float32 (M,3)    a reduced point cloud of the whole job, world frame (optional;
+points_rgb        uint8 (M,3)        the four points_* come together) and its colours,
+points_conf       float32 (M,)       confidences (1.0 when the model has none)
+points_view       int32 (M,)         and the view (row of extrinsics) each point came from
+image_hw          int32 (2,)       (H, W) of the processed frames; required when ``images`` is absent
+world_alignment   float64 (4,4)    engine world → aligned world (floor at Z = 0, +Z up, origin below the
+                                   first camera, metres when units are metres); for the root object
+floor_plane       float64 (4,)     the fitted floor (nx, ny, nz, d), n·x + d = 0, n towards the cameras
+report_json       <U ()            the solve report (``SolveReport.to_dict()``) as JSON (optional)
+shot_json         <U ()            a video shot: fps, frame_count, focal_px, chunks … as JSON (optional)
 ================  ===============  =================================================================
 
-The world frame is the job's reference camera frame (OpenCV axes).
+A *shot bundle* (a long video solved in chunks) leaves out ``images``, ``depth``, ``conf`` and
+``sky``, which would grow with the shot: it carries ``points_*`` and ``image_hw`` instead, and the
+number of views N comes from ``extrinsics``. The world frame is the job's reference camera frame
+(OpenCV axes); ``world_alignment`` is never baked into points or poses.
 """
 
 from __future__ import annotations
@@ -65,9 +78,11 @@ __all__ = [
     "BUNDLE_FORMAT",
     "MANIFEST_FILE",
     "SCHEMA_VERSION",
+    "SHOT_KEYS",
     "Bundle",
     "BundleError",
     "BundleNotFound",
+    "BundlePoints",
     "BundleWriter",
     "IncompleteBundle",
     "begin_bundle",
@@ -90,6 +105,8 @@ _VIEW_ARRAYS = ("images", "depth", "conf", "sky", "extrinsics", "intrinsics")
 _PER_VIEW = ("source_paths", "frame_indices", "timestamps_s", "original_sizes")
 _OPTIONAL_PER_VIEW = ("intrinsics_original",)  # filled from intrinsics and original_sizes when not given
 _GS_KEYS = ("gs_means", "gs_scales", "gs_rotations", "gs_harmonics", "gs_opacities")
+_POINT_KEYS = ("points_xyz", "points_rgb", "points_conf", "points_view")
+SHOT_KEYS = ("image_hw", "world_alignment", "floor_plane", "report_json", "shot_json")
 _META_KEYS = (
     "is_metric",
     "units",
@@ -100,8 +117,20 @@ _META_KEYS = (
     "timings_json",
     "ref_view_idx",
 )
-ALL_KEYS = _VIEW_ARRAYS + _PER_VIEW + _OPTIONAL_PER_VIEW + _GS_KEYS + _META_KEYS
-_REQUIRED = ("images", "depth", "extrinsics", "intrinsics")
+ALL_KEYS = _VIEW_ARRAYS + _PER_VIEW + _OPTIONAL_PER_VIEW + _GS_KEYS + _POINT_KEYS + SHOT_KEYS + _META_KEYS
+_REQUIRED = ("extrinsics", "intrinsics")  # and images + depth, unless the points_* cloud stands in for them
+_DENSE = ("images", "depth")
+# what shot_json must hold (docs/BUNDLE.md, "Shot bundles")
+_SHOT_FIELDS = (
+    "fps",
+    "frame_count",
+    "focal_px",
+    "focal_y_px",
+    "focal_spread_px",
+    "chunk_size",
+    "overlap",
+    "chunks",
+)
 
 
 class BundleError(ValueError):
@@ -164,11 +193,28 @@ def _json_text(value: Any, key: str) -> str:
         raise BundleError(f"bundle {key} cannot be stored as JSON: {exc}") from None
 
 
+def _json_object(value: Any, key: str) -> tuple[str, dict[str, Any]]:
+    """Strict JSON text of an object (no NaN: JSON has none) and the object itself."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"bundle {key} must be valid JSON text: {exc}") from None
+    if not isinstance(value, dict):
+        raise BundleError(f"bundle {key} must be a JSON object, got {type(value).__name__}")
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False), value
+    except (TypeError, ValueError) as exc:
+        raise BundleError(
+            f"bundle {key} cannot be stored as strict JSON (write NaN as null): {exc}"
+        ) from None
+
+
 def _prepare_arrays(arrays: dict[str, Any], meta: dict[str, Any]) -> dict[str, np.ndarray]:
     """Validate and normalise everything that goes into reconstruction.npz."""
     meta = dict(meta)
     # dicts are accepted for the *_json keys under their short names
-    for short in ("options", "timings"):
+    for short in ("options", "timings", "report", "shot"):
         if short in meta:
             if f"{short}_json" in meta:
                 raise BundleError(f"give either {short!r} or {short + '_json'!r}, not both")
@@ -182,29 +228,24 @@ def _prepare_arrays(arrays: dict[str, Any], meta: dict[str, Any]) -> dict[str, n
         raise BundleError(
             f"unknown bundle keys {unknown}; the schema (docs/BUNDLE.md) knows {list(ALL_KEYS)}"
         )
-    missing = [k for k in _REQUIRED if given.get(k) is None]
+    has_points = given.get("points_xyz") is not None
+    missing = [k for k in _REQUIRED + ((), _DENSE)[not has_points] if given.get(k) is None]
     if missing:
-        raise BundleError(f"a bundle needs {list(_REQUIRED)}; missing {missing}")
+        raise BundleError(
+            f"a bundle needs {list(_REQUIRED)} and either {list(_DENSE)} or the point cloud "
+            f"{list(_POINT_KEYS)} with image_hw; missing {missing}"
+        )
 
     out: dict[str, np.ndarray] = {}
-    images = np.asarray(given["images"])
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise BundleError(f"images must have shape (N, H, W, 3), got {images.shape}")
-    if images.dtype != np.uint8:
-        raise BundleError(f"images must be uint8 (0..255), got {images.dtype}")
-    n, h, w = images.shape[:3]
-    out["images"] = images
+    n, h, w = _view_grid(given, out)
 
     def want(key: str, shape: tuple, dtype) -> np.ndarray:
         arr = np.asarray(given[key])
         if arr.shape != shape:
-            raise BundleError(
-                f"{key} must have shape {shape} to match images {images.shape}, got {arr.shape}"
-            )
+            raise BundleError(f"{key} must have shape {shape} to match {n} views of {h}x{w}, got {arr.shape}")
         return arr.astype(dtype, copy=False)
 
-    out["depth"] = want("depth", (n, h, w), np.float32)
-    for key, dtype in (("conf", np.float32), ("sky", np.bool_)):
+    for key, dtype in (("depth", np.float32), ("conf", np.float32), ("sky", np.bool_)):
         if given.get(key) is not None:
             out[key] = want(key, (n, h, w), dtype)
     ext = np.asarray(given["extrinsics"])
@@ -233,25 +274,9 @@ def _prepare_arrays(arrays: dict[str, Any], meta: dict[str, Any]) -> dict[str, n
         given["intrinsics_original"] = scale_to_original(out["intrinsics"], (h, w), out["original_sizes"])
     out["intrinsics_original"] = want("intrinsics_original", (n, 3, 3), np.float32)
 
-    gs = [k for k in _GS_KEYS if given.get(k) is not None]
-    if gs:
-        if len(gs) != len(_GS_KEYS):
-            raise BundleError(f"Gaussians need all of {list(_GS_KEYS)}; got only {gs}")
-        means = np.asarray(given["gs_means"])
-        m = means.shape[0] if means.ndim == 2 else -1
-        harm = np.asarray(given["gs_harmonics"])
-        k = harm.shape[2] if harm.ndim == 3 else -1
-        for key, shape in (
-            ("gs_means", (m, 3)),
-            ("gs_scales", (m, 3)),
-            ("gs_rotations", (m, 4)),
-            ("gs_harmonics", (m, 3, k)),
-            ("gs_opacities", (m,)),
-        ):
-            arr = np.asarray(given[key])
-            if arr.shape != shape or m < 0 or k < 1:
-                raise BundleError(f"{key} must have shape {shape} (M Gaussians), got {arr.shape}")
-            out[key] = arr.astype(np.float32, copy=False)
+    out.update(_gaussian_arrays(given))
+    out.update(_point_arrays(given, n))
+    out.update(_shot_arrays(given, n))
 
     is_metric = bool(given.get("is_metric", False))
     units = str(given.get("units") or ("metre" if is_metric else "relative"))
@@ -273,6 +298,130 @@ def _prepare_arrays(arrays: dict[str, Any], meta: dict[str, Any]) -> dict[str, n
         if not 0 <= ref < n:
             raise BundleError(f"ref_view_idx {ref} is not a view index (0..{n - 1})")
         out["ref_view_idx"] = np.array(ref, np.int64)
+    return out
+
+
+def _view_grid(given: dict[str, Any], out: dict[str, np.ndarray]) -> tuple[int, int, int]:
+    """(N, H, W): N from images (or extrinsics), H×W from images and/or image_hw (which must agree)."""
+    hw = None
+    if given.get("image_hw") is not None:
+        hw = np.asarray(given["image_hw"])
+        if hw.shape != (2,) or not np.issubdtype(hw.dtype, np.integer) or (hw < 1).any():
+            raise BundleError(
+                f"image_hw must be two positive whole numbers (H, W), got {given['image_hw']!r}"
+            )
+        out["image_hw"] = hw.astype(np.int32)
+    if given.get("images") is None:
+        if hw is None:
+            raise BundleError("a bundle without images needs image_hw: the (H, W) of the processed frames")
+        ext = np.asarray(given["extrinsics"])
+        if ext.ndim != 3 or len(ext) < 1:
+            raise BundleError(f"extrinsics must have shape (N, 3, 4) (world-to-camera), got {ext.shape}")
+        return int(len(ext)), int(hw[0]), int(hw[1])
+    images = np.asarray(given["images"])
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise BundleError(f"images must have shape (N, H, W, 3), got {images.shape}")
+    if images.dtype != np.uint8:
+        raise BundleError(f"images must be uint8 (0..255), got {images.dtype}")
+    n, h, w = images.shape[:3]
+    if hw is not None and (int(hw[0]), int(hw[1])) != (h, w):
+        raise BundleError(f"image_hw {tuple(int(v) for v in hw)} does not match the images' {(h, w)}")
+    out["images"] = images
+    return n, h, w
+
+
+def _gaussian_arrays(given: dict[str, Any]) -> dict[str, np.ndarray]:
+    gs = [k for k in _GS_KEYS if given.get(k) is not None]
+    if not gs:
+        return {}
+    if len(gs) != len(_GS_KEYS):
+        raise BundleError(f"Gaussians need all of {list(_GS_KEYS)}; got only {gs}")
+    means = np.asarray(given["gs_means"])
+    m = means.shape[0] if means.ndim == 2 else -1
+    harm = np.asarray(given["gs_harmonics"])
+    k = harm.shape[2] if harm.ndim == 3 else -1
+    out = {}
+    for key, shape in (
+        ("gs_means", (m, 3)),
+        ("gs_scales", (m, 3)),
+        ("gs_rotations", (m, 4)),
+        ("gs_harmonics", (m, 3, k)),
+        ("gs_opacities", (m,)),
+    ):
+        arr = np.asarray(given[key])
+        if arr.shape != shape or m < 0 or k < 1:
+            raise BundleError(f"{key} must have shape {shape} (M Gaussians), got {arr.shape}")
+        out[key] = arr.astype(np.float32, copy=False)
+    return out
+
+
+def _point_arrays(given: dict[str, Any], n: int) -> dict[str, np.ndarray]:
+    """The reduced point cloud: all four points_* or none; views must be rows of extrinsics."""
+    present = [k for k in _POINT_KEYS if given.get(k) is not None]
+    if not present:
+        return {}
+    if len(present) != len(_POINT_KEYS):
+        raise BundleError(f"a point cloud needs all of {list(_POINT_KEYS)}; got only {present}")
+    xyz = np.asarray(given["points_xyz"])
+    m = len(xyz) if xyz.ndim == 2 else -1
+    out = {}
+    for key, shape, dtype in (
+        ("points_xyz", (m, 3), np.float32),
+        ("points_rgb", (m, 3), np.uint8),
+        ("points_conf", (m,), np.float32),
+        ("points_view", (m,), np.int32),
+    ):
+        arr = np.asarray(given[key])
+        if arr.shape != shape or m < 0:
+            raise BundleError(f"{key} must have shape {shape} (M points), got {arr.shape}")
+        out[key] = arr.astype(dtype, copy=False)
+    rgb = np.asarray(given["points_rgb"])
+    if rgb.dtype != np.uint8 and not (np.issubdtype(rgb.dtype, np.integer) and _within(rgb, 0, 255)):
+        raise BundleError(f"points_rgb must be uint8 colours (0..255), got {rgb.dtype}")
+    view = np.asarray(given["points_view"])
+    if not (np.issubdtype(view.dtype, np.integer) and _within(view, 0, n - 1)):
+        raise BundleError(f"points_view must hold view indices 0..{n - 1} (rows of extrinsics)")
+    return out
+
+
+def _within(values: np.ndarray, low: int, high: int) -> bool:
+    return values.size == 0 or (int(values.min()) >= low and int(values.max()) <= high)
+
+
+def _check_similarity(m: np.ndarray, key: str) -> None:
+    """A 4×4 similarity: finite, last row (0, 0, 0, 1), upper 3×3 a positive scale times a rotation."""
+    if m.shape != (4, 4) or not np.isfinite(m).all() or not np.allclose(m[3], [0, 0, 0, 1]):
+        raise BundleError(f"{key} must be a finite 4x4 matrix with last row (0, 0, 0, 1)")
+    a = m[:3, :3]
+    s2 = float(np.trace(a @ a.T)) / 3.0
+    if not s2 > 0 or np.linalg.det(a) <= 0 or not np.allclose(a @ a.T, s2 * np.eye(3), atol=1e-5 * s2):
+        raise BundleError(f"{key} must be a rotation with one uniform positive scale (no shear, no mirror)")
+
+
+def _shot_arrays(given: dict[str, Any], n: int) -> dict[str, np.ndarray]:
+    """world_alignment, floor_plane, report_json and shot_json (image_hw is read with the views)."""
+    out: dict[str, np.ndarray] = {}
+    if given.get("world_alignment") is not None:
+        m = np.asarray(given["world_alignment"], np.float64)
+        _check_similarity(m, "world_alignment")
+        out["world_alignment"] = m
+    if given.get("floor_plane") is not None:
+        plane = np.asarray(given["floor_plane"], np.float64)
+        if plane.shape != (4,) or not np.isfinite(plane).all() or abs(np.linalg.norm(plane[:3]) - 1) > 1e-4:
+            raise BundleError("floor_plane must be (nx, ny, nz, d) with a unit normal n, n·x + d = 0")
+        out["floor_plane"] = plane
+    if given.get("report_json") is not None:
+        text, report = _json_object(given["report_json"], "report")
+        errors = report.get("frame_error_px")
+        if not isinstance(errors, list) or len(errors) != n:
+            raise BundleError(f"the solve report needs 'frame_error_px' with one entry per view ({n})")
+        out["report_json"] = np.array(text)
+    if given.get("shot_json") is not None:
+        text, shot = _json_object(given["shot_json"], "shot")
+        lacking = [k for k in _SHOT_FIELDS if k not in shot]
+        if lacking:
+            raise BundleError(f"shot_json lacks {lacking}; it needs {list(_SHOT_FIELDS)} (docs/BUNDLE.md)")
+        out["shot_json"] = np.array(text)
     return out
 
 
@@ -329,7 +478,8 @@ class BundleWriter:
         """Validate the arrays and metadata (schema in the module docstring) and write reconstruction.npz."""
         data = _prepare_arrays(arrays, meta or {})
         _atomic_write(self.folder / ARRAYS_FILE, lambda fh: np.savez(fh, **data))
-        n, h, w = data["images"].shape[:3]
+        n = len(data["extrinsics"])
+        h, w = data["images"].shape[1:3] if "images" in data else data["image_hw"]
         self._summary = {
             "num_views": int(n),
             "height": int(h),
@@ -337,9 +487,13 @@ class BundleWriter:
             "model_id": str(data["model_id"]),
             "units": str(data["units"]),
             "is_metric": bool(data["is_metric"]),
+            "has_images": "images" in data,
+            "has_depth": "depth" in data,
             "has_conf": "conf" in data,
             "has_sky": "sky" in data,
             "num_gaussians": int(data["gs_means"].shape[0]) if "gs_means" in data else 0,
+            "num_points": int(data["points_xyz"].shape[0]) if "points_xyz" in data else 0,
+            "shot": "shot_json" in data,
         }
         return self.folder / ARRAYS_FILE
 
@@ -435,13 +589,30 @@ def write_bundle(
 # ------------------------------------------------------------------------------------------ reading
 
 
+@dataclass(frozen=True, eq=False)
+class BundlePoints:
+    """A bundle's reduced point cloud (``points_*``), world frame of the job."""
+
+    xyz: np.ndarray  # (M, 3) float32
+    rgb: np.ndarray  # (M, 3) uint8
+    conf: np.ndarray  # (M,) float32, 1.0 when the model has no confidence
+    view: np.ndarray  # (M,) int32 row of extrinsics each point came from
+
+    def __len__(self) -> int:
+        return int(self.xyz.shape[0])
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Bundle:
-    """A finished bundle read back (numpy arrays; see the module docstring for units and axes)."""
+    """A finished bundle read back (numpy arrays; see the module docstring for units and axes).
+
+    A shot bundle has no ``images``/``depth`` (None) but ``points`` and ``image_hw``; every bundle has
+    ``image_hw`` and ``num_views`` (from ``extrinsics``).
+    """
 
     folder: Path
-    images: np.ndarray  # (N, H, W, 3) uint8
-    depth: np.ndarray  # (N, H, W) float32 z-depth
+    images: np.ndarray | None  # (N, H, W, 3) uint8, None in a shot bundle
+    depth: np.ndarray | None  # (N, H, W) float32 z-depth, None in a shot bundle
     conf: np.ndarray | None  # (N, H, W) float32, or None
     sky: np.ndarray | None  # (N, H, W) bool, or None
     extrinsics: np.ndarray  # (N, 3, 4) float32 world-to-camera, OpenCV
@@ -460,24 +631,32 @@ class Bundle:
     engine_version: str
     ref_view_idx: int | None
     gaussians: Gaussians | None
+    points: BundlePoints | None  # the reduced cloud (points_*), or None
+    image_hw: tuple[int, int]  # (H, W) of the processed frames (image_hw, else the images' size)
+    world_alignment: np.ndarray | None  # (4, 4) float64 engine world → floor at Z = 0, or None
+    floor_plane: np.ndarray | None  # (4,) float64 (nx, ny, nz, d), n·x + d = 0, or None
+    report: dict[str, Any] | None  # the solve report (SolveReport.to_dict()), or None
+    shot: dict[str, Any] | None  # fps, frame_count, focal_px, … of a video shot, or None
     files: tuple[str, ...]  # extra files listed in the manifest (relative POSIX paths)
     manifest: dict[str, Any] = field(repr=False)
 
     @property
     def num_views(self) -> int:
-        return int(self.images.shape[0])
+        return int(self.extrinsics.shape[0])
 
     def __repr__(self) -> str:
         n_gs = len(self.gaussians) if self.gaussians is not None else 0
+        n_points = len(self.points) if self.points is not None else 0
         return (
             f"Bundle({str(self.folder)!r}, views={self.num_views}, size={self.image_size}, "
-            f"units={self.units!r}, model_id={self.model_id!r}, gaussians={n_gs}, files={list(self.files)})"
+            f"units={self.units!r}, model_id={self.model_id!r}, gaussians={n_gs}, points={n_points}, "
+            f"shot={self.shot is not None}, files={list(self.files)})"
         )
 
     @property
     def image_size(self) -> tuple[int, int]:
         """(H, W) of the processed images."""
-        return int(self.images.shape[1]), int(self.images.shape[2])
+        return self.image_hw
 
     def file(self, name: str) -> Path:
         """Absolute path of an extra file of this bundle (``BundleError`` if it is not listed)."""
@@ -595,7 +774,8 @@ def read_bundle(folder: str | os.PathLike, *, mmap: bool = False) -> Bundle:
     folder = Path(folder)
     manifest = read_manifest(folder)
     data = _load_npz(folder / ARRAYS_FILE, mmap)
-    missing = [k for k in _REQUIRED + _PER_VIEW + ("is_metric", "units") if k not in data]
+    dense = () if "points_xyz" in data and "image_hw" in data else _DENSE
+    missing = [k for k in _REQUIRED + dense + _PER_VIEW + ("is_metric", "units") if k not in data]
     if missing:
         raise IncompleteBundle(f"{folder / ARRAYS_FILE} lacks {missing}; run the reconstruction again")
 
@@ -609,6 +789,9 @@ def read_bundle(folder: str | os.PathLike, *, mmap: bool = False) -> Bundle:
             raise BundleError(f"{folder / ARRAYS_FILE}: {key} is not valid JSON") from None
         return value if isinstance(value, dict) else {"value": value}
 
+    def array(key: str) -> np.ndarray | None:
+        return np.asarray(data[key], np.float64) if key in data else None
+
     gaussians = None
     if all(k in data for k in _GS_KEYS):
         gaussians = Gaussians(
@@ -618,18 +801,25 @@ def read_bundle(folder: str | os.PathLike, *, mmap: bool = False) -> Bundle:
             sh=data["gs_harmonics"],
             opacities=data["gs_opacities"],
         )
+    points = None
+    if all(k in data for k in _POINT_KEYS):
+        points = BundlePoints(*(data[k] for k in _POINT_KEYS))
+    if "image_hw" in data:
+        image_hw = (int(data["image_hw"][0]), int(data["image_hw"][1]))
+    else:
+        image_hw = (int(data["images"].shape[1]), int(data["images"].shape[2]))
     files = tuple(f["name"] for f in manifest["files"] if f["name"] != ARRAYS_FILE)
     return Bundle(
         folder=folder,
-        images=data["images"],
-        depth=data["depth"],
+        images=data.get("images"),
+        depth=data.get("depth"),
         conf=data.get("conf"),
         sky=data.get("sky"),
         extrinsics=data["extrinsics"],
         intrinsics=data["intrinsics"],
         intrinsics_original=data["intrinsics_original"]
         if "intrinsics_original" in data
-        else scale_to_original(data["intrinsics"], data["images"].shape[1:3], data["original_sizes"]),
+        else scale_to_original(data["intrinsics"], image_hw, data["original_sizes"]),
         source_paths=tuple(str(p) for p in data["source_paths"]),
         frame_indices=data["frame_indices"],
         timestamps_s=data["timestamps_s"],
@@ -643,6 +833,12 @@ def read_bundle(folder: str | os.PathLike, *, mmap: bool = False) -> Bundle:
         engine_version=text("engine_version"),
         ref_view_idx=int(data["ref_view_idx"][()]) if "ref_view_idx" in data else None,
         gaussians=gaussians,
+        points=points,
+        image_hw=image_hw,
+        world_alignment=array("world_alignment"),
+        floor_plane=array("floor_plane"),
+        report=parsed("report_json") if "report_json" in data else None,
+        shot=parsed("shot_json") if "shot_json" in data else None,
         files=files,
         manifest=manifest,
     )
