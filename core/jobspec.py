@@ -1,4 +1,5 @@
-"""Panel settings + preferences (plain dicts) → one ``ReconstructRequest`` for the engine.
+"""Panel settings + preferences (plain dicts) → one ``ReconstructRequest`` for the engine: images
+(``build_request``) or a video shot tracked in chunks (``build_shot_request``).
 
 Everything a user can get wrong is checked here, before a process starts, with a message that says what
 to do: no inputs, a missing model folder, a resolution that is not a multiple of 14.
@@ -13,8 +14,17 @@ from typing import Any
 from ..engine.protocol import JobOptions, ReconstructRequest, new_job_id
 from . import models
 from .inputs import InputError, collect_inputs
+from .shot import ShotError, ShotSource, select_frames
 
-__all__ = ["PATCH", "JobSpecError", "build_request", "resolve_model", "snap_resolution"]
+__all__ = [
+    "PATCH",
+    "JobSpecError",
+    "build_request",
+    "build_shot_request",
+    "chunk_options",
+    "resolve_model",
+    "snap_resolution",
+]
 
 PATCH = 14  # DA3's patch size: the processed image sides are multiples of it
 MIN_RES, MAX_RES = 14, 4088
@@ -69,24 +79,76 @@ def build_request(
         )
     except InputError as exc:
         raise JobSpecError(str(exc)) from exc
+    options = _options(settings, prefs)
+    job = new_job_id()
+    return ReconstructRequest(
+        job=job,
+        inputs=tuple(inputs),
+        output=os.path.join(output_root, job),
+        model=_model(settings, prefs),
+        options=options,
+    )
+
+
+def _model(settings: Mapping[str, Any], prefs: Mapping[str, Any]) -> str:
+    return resolve_model(
+        settings.get("model", "DEFAULT"), prefs["default_model"], settings.get("custom_model", "")
+    )
+
+
+def _options(settings: Mapping[str, Any], prefs: Mapping[str, Any], **extra: Any) -> JobOptions:
+    """The job options the panel and the preferences give (``extra``: shot options such as frames)."""
     res = int(settings.get("process_res", 504))
     if res % PATCH or not MIN_RES <= res <= MAX_RES:
         raise JobSpecError(
             f"Process resolution {res} must be a multiple of {PATCH} between {MIN_RES} and {MAX_RES} "
             f"(for example {snap_resolution(res)})."
         )
-    model = resolve_model(
-        settings.get("model", "DEFAULT"), prefs["default_model"], settings.get("custom_model", "")
-    )
-    job = new_job_id()
-    options = JobOptions(
+    return JobOptions(
         process_res=res,
         process_res_method=settings.get("process_res_method", "upper_bound_resize"),
         ref_view_strategy=settings.get("ref_view_strategy", "saddle_balanced"),
         use_ray_pose=bool(settings.get("use_ray_pose", False)),
         metric=bool(settings.get("metric", False)),
         device=prefs.get("device", "auto"),
+        **extra,
     )
+
+
+def chunk_options(chunk_size: int, chunk_overlap: int) -> dict[str, int | None]:
+    """``chunk_size``/``chunk_overlap`` for JobOptions: 0 means automatic (None); a fixed overlap must be
+    smaller than a fixed chunk size."""
+    size = int(chunk_size) or None
+    overlap = int(chunk_overlap) or None
+    if size is not None and size < 2:
+        raise JobSpecError(f"A chunk needs at least 2 frames, got {size} (0 chooses from the memory).")
+    if size is not None and overlap is not None and overlap >= size:
+        raise JobSpecError(
+            f"The chunk overlap ({overlap} frames) must be smaller than the chunk size ({size}); "
+            "half the chunk size is a good choice."
+        )
+    return {"chunk_size": size, "chunk_overlap": overlap}
+
+
+def build_shot_request(
+    settings: Mapping[str, Any], prefs: Mapping[str, Any], output_root: str, source: ShotSource
+) -> ReconstructRequest:
+    """A video job that tracks ``source`` over the panel's frame range and stride, in chunks.
+
+    ``settings`` also holds ``shot_range`` ((first, last) scene frames, or None for the whole movie),
+    ``shot_stride``, ``chunk_size`` and ``chunk_overlap`` (0: automatic)."""
+    first_last = settings.get("shot_range") or (None, None)
+    try:
+        frames = select_frames(source.frame_map, *first_last, int(settings.get("shot_stride", 1)))
+    except ShotError as exc:
+        raise JobSpecError(str(exc)) from exc
+    chunks = chunk_options(settings.get("chunk_size", 0), settings.get("chunk_overlap", 0))
+    options = _options(settings, prefs, frames=frames, **chunks)
+    job = new_job_id()
     return ReconstructRequest(
-        job=job, inputs=tuple(inputs), output=os.path.join(output_root, job), model=model, options=options
+        job=job,
+        inputs=(source.path,),
+        output=os.path.join(output_root, job),
+        model=_model(settings, prefs),
+        options=options,
     )

@@ -40,6 +40,8 @@ class ImportOptions:
     point_size: float | None = None  # radius as a fraction of the scene size (None: from the count)
     set_render: bool = True  # render resolution, pixel aspect and scene camera from the reference view
     name: str = ""  # collection name (default: the bundle folder's name)
+    camera_rotation: str = "QUATERNION"  # a shot camera's rotation keys: QUATERNION or EULER (filtered)
+    animated_focal: bool = False  # a shot camera's lens keyed per frame (zoom) instead of one focal length
 
 
 @dataclass
@@ -107,11 +109,26 @@ def import_bundle(
 ) -> ImportResult:
     """Build the reconstruction in ``source`` (a bundle folder or a read Bundle) into ``context.scene``.
 
-    Raises the bundle reader's errors (``BundleError``: incomplete, missing, newer schema) unchanged.
+    A shot bundle (a video solved in chunks, ``scene.shot``) becomes one animated camera over the plate
+    with its movie from scene frame 1. Raises the bundle reader's errors (``BundleError``: incomplete,
+    missing, newer schema) unchanged.
     """
     options = options or ImportOptions()
     start = time.perf_counter()
     bundle = source if isinstance(source, Bundle) else read_bundle(source)
+    from .shot import ShotImportOptions, import_shot, is_shot_bundle
+
+    if is_shot_bundle(bundle):
+        shot_options = ShotImportOptions(
+            points=options.points,
+            max_points=options.max_points,
+            rotation_mode=options.camera_rotation,
+            animated_focal=options.animated_focal,
+            background=options.backgrounds,
+            set_scene=options.set_render,
+            name=options.name,
+        )
+        return import_shot(context, bundle, shot_options)
     name = options.name or bundle.folder.name or "Reconstruction"
     created = _Created()
     try:
@@ -139,7 +156,14 @@ def _build(context: bpy.types.Context, bundle: Bundle, name: str, options: Impor
     root["da3_views"] = bundle.num_views
 
     cloud, count, extent = None, 0, None
-    if options.points:
+    if options.points and bundle.points is not None:  # the engine's reduced cloud stands in for depth
+        p = bundle.points
+        cloud = point_builders.create_point_cloud(
+            f"{name} Points", p.xyz, p.rgb, p.conf, p.view, collection, point_size=options.point_size
+        )
+        cloud.parent = root
+        count, extent = len(p), float(cloud["da3_scene_size"])
+    elif options.points and bundle.depth is not None:
         pts = gather_points(
             bundle.depth,
             bundle.intrinsics,
@@ -157,7 +181,7 @@ def _build(context: bpy.types.Context, bundle: Bundle, name: str, options: Impor
         cloud.parent = root
         extent = float(cloud["da3_scene_size"])
     if extent is None:
-        depth = np.asarray(bundle.depth)
+        depth = np.asarray(bundle.depth) if bundle.depth is not None else np.ones(1)
         valid = depth[np.isfinite(depth) & (depth > 0)]
         extent = float(np.median(valid)) * 2.0 if valid.size else 1.0
     root.empty_display_size = 0.1 * extent
@@ -181,7 +205,9 @@ def _build(context: bpy.types.Context, bundle: Bundle, name: str, options: Impor
             images = None
             if options.backgrounds:
                 images = [
-                    camera_builders.view_image(f"{name} {i:03d}", path, bundle.images[i])
+                    camera_builders.view_image(
+                        f"{name} {i:03d}", path, bundle.images[i] if bundle.images is not None else None
+                    )
                     for i, path in enumerate(bundle.source_paths)
                 ]
             cams = camera_builders.create_view_cameras(
