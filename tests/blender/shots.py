@@ -31,6 +31,7 @@ def shot_arrays(
     points: int = 500,
     seed: int = 0,
     w2c: np.ndarray | None = None,
+    plate_hw: tuple[int, int] = PLATE_HW,
 ) -> dict:
     """Arrays of a shot bundle over ``frame_indices`` of a ``source_frames`` movie (path of the GT shot)."""
     rng = np.random.default_rng(seed)
@@ -38,11 +39,11 @@ def shot_arrays(
     n = len(frame_indices)
     if w2c is None:
         w2c = camera_path(source_frames, frame_indices)
-    fx = FOCAL_PLATE * (1 + focal_jitter * rng.standard_normal(n))
+    fx = FOCAL_PLATE * plate_hw[1] / PLATE_HW[1] * (1 + focal_jitter * rng.standard_normal(n))
     K_plate = np.zeros((n, 3, 3))
     K_plate[:, 0, 0], K_plate[:, 1, 1] = fx, fx
-    K_plate[:, 0, 2], K_plate[:, 1, 2], K_plate[:, 2, 2] = PLATE_HW[1] / 2, PLATE_HW[0] / 2, 1.0
-    scale = np.diag([PROC_HW[1] / PLATE_HW[1], PROC_HW[0] / PLATE_HW[0], 1.0])
+    K_plate[:, 0, 2], K_plate[:, 1, 2], K_plate[:, 2, 2] = plate_hw[1] / 2, plate_hw[0] / 2, 1.0
+    scale = np.diag([PROC_HW[1] / plate_hw[1], PROC_HW[0] / plate_hw[0], 1.0])
     xyz = np.column_stack([rng.uniform(-4, 4, points), rng.uniform(0, 7, points), np.zeros(points)])
     if timestamps_s is None:
         timestamps_s = frame_indices / fps
@@ -53,7 +54,7 @@ def shot_arrays(
         "source_paths": ["/nowhere/plate.mov"] * n,
         "frame_indices": frame_indices,
         "timestamps_s": np.asarray(timestamps_s, np.float64),
-        "original_sizes": np.tile(np.array(PLATE_HW, np.int32), (n, 1)),
+        "original_sizes": np.tile(np.array(plate_hw, np.int32), (n, 1)),
         "points_xyz": xyz.astype(np.float32),
         "points_rgb": rng.integers(0, 256, (points, 3), dtype=np.uint8),
         "points_conf": rng.uniform(1, 3, points).astype(np.float32),
@@ -65,7 +66,9 @@ def shot_arrays(
     return arrays
 
 
-def shot_meta(n: int, *, fps: float = 24.0, source_frames: int = 48, errors=None, joints=()) -> dict:
+def shot_meta(
+    n: int, *, fps: float = 24.0, source_frames: int = 48, errors=None, joints=(), focal: float = FOCAL_PLATE
+) -> dict:
     """Metadata of a shot bundle: the solve report (per-view errors) and shot_json."""
     errors = list(np.linspace(0.2, 0.6, n)) if errors is None else list(errors)
     valid = [e for e in errors if e is not None]
@@ -77,7 +80,7 @@ def shot_meta(n: int, *, fps: float = 24.0, source_frames: int = 48, errors=None
         "median_error_px": float(np.median(valid)),
         "mean_error_px": float(np.mean(valid)),
         "worst_frames": [[i, errors[i]] for i in ranked],
-        "focal_px": FOCAL_PLATE,
+        "focal_px": focal,
         "focal_spread_px": 1.5,
         "joints": list(joints),
         "method": "reprojection",
@@ -86,8 +89,8 @@ def shot_meta(n: int, *, fps: float = 24.0, source_frames: int = 48, errors=None
     shot = {
         "fps": fps,
         "frame_count": source_frames,
-        "focal_px": FOCAL_PLATE,
-        "focal_y_px": FOCAL_PLATE,
+        "focal_px": focal,
+        "focal_y_px": focal,
         "focal_spread_px": 1.5,
         "chunk_size": 8,
         "overlap": 4,
@@ -99,5 +102,7 @@ def shot_meta(n: int, *, fps: float = 24.0, source_frames: int = 48, errors=None
 def write_shot_bundle(folder: Path, frame_indices, *, meta: dict | None = None, **kwargs) -> Path:
     arrays = shot_arrays(frame_indices, **kwargs)
     n = len(arrays["extrinsics"])
-    meta = meta or shot_meta(n, fps=kwargs.get("fps", 24.0), source_frames=kwargs.get("source_frames", 48))
+    focal = float(np.median(arrays["intrinsics_original"][:, 0, 0]))
+    fps, frames = kwargs.get("fps", 24.0), kwargs.get("source_frames", 48)
+    meta = meta or shot_meta(n, fps=fps, source_frames=frames, focal=focal)
     return write_bundle(folder, arrays, meta)

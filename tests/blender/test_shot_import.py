@@ -9,6 +9,7 @@ import bpy
 import numpy as np
 import pytest
 
+from engine.formats.bundle import read_bundle
 from engine.geometry.trajectory import euler_xyz_to_matrix
 from tests.engine.media import make_test_images, write_test_video
 
@@ -74,7 +75,9 @@ def test_a_shot_becomes_one_camera_keyed_on_its_scene_frames(clean_scene, sub, t
 
     # One lens for the whole shot: the bundle's robust focal, not the per-frame jitter.
     assert cam.data.animation_data is None
-    assert cam.data.lens == pytest.approx(FOCAL_PLATE * 36.0 / PLATE_HW[1], rel=1e-6)
+    focal = read_bundle(folder).shot["focal_px"]
+    assert focal == pytest.approx(FOCAL_PLATE, rel=0.01)
+    assert cam.data.lens == pytest.approx(focal * 36.0 / PLATE_HW[1], rel=1e-6)
 
     # At every key the camera sits where the bundle says, through the root's alignment.
     expected = alignment @ _c2w_blender(shot_arrays(frames)["extrinsics"])
