@@ -20,7 +20,9 @@ MODULES = (
     "operators.engine_ops",
     "operators.reconstruct",
     "operators.import_bundle",
+    "operators.shot_ops",
     "panels.reconstruct",
+    "panels.shot",
 )
 
 

@@ -10,6 +10,11 @@ SETUP_ENGINE = "da3.setup_engine"
 CANCEL_SETUP = "da3.cancel_setup"
 OPEN_PREFERENCES = "da3.open_preferences"
 IMPORT_BUNDLE = "import_scene.da3_reconstruction"
+SET_FLOOR = "da3.set_floor"
+SET_ORIGIN = "da3.set_origin"
+SET_SCALE = "da3.set_scale"
+RESET_ALIGNMENT = "da3.reset_alignment"
+JUMP_TO_FRAME = "da3.jump_to_frame"
 
 # panels (3D View sidebar, tab "Reconstruct")
 PANEL_CATEGORY = "Reconstruct"
@@ -19,6 +24,8 @@ PANEL_MODEL = "VIEW3D_PT_da3_model"
 PANEL_IMPORT = "VIEW3D_PT_da3_import"
 PANEL_ENGINE = "VIEW3D_PT_da3_engine"
 PANEL_DISPLAY = "VIEW3D_PT_da3_display"
+PANEL_SHOT = "VIEW3D_PT_da3_shot"
+PANEL_SOLVE = "VIEW3D_PT_da3_solve"
 
 # property groups
 SCENE_SETTINGS = "DA3_PG_scene_settings"

@@ -15,7 +15,15 @@ from .core import models
 from .core.jobspec import snap_resolution
 from .engine.protocol import PROCESS_RES_METHODS, REF_VIEW_STRATEGIES
 
-__all__ = ["DA3_PG_image_item", "DA3_PG_scene_settings", "import_values", "settings", "settings_values"]
+__all__ = [
+    "SHOT_MODES",
+    "DA3_PG_image_item",
+    "DA3_PG_scene_settings",
+    "import_values",
+    "is_shot",
+    "settings",
+    "settings_values",
+]
 
 MODEL_ITEMS = (
     [("DEFAULT", "Default", "The default model from the add-on preferences")]
@@ -52,8 +60,62 @@ class DA3_PG_scene_settings(bpy.types.PropertyGroup):
         items=[
             ("FILES", "Images", "Images chosen in the file browser"),
             ("FOLDER", "Folder", "Every image in a folder"),
+            (
+                "CLIP",
+                "Movie Clip",
+                "Track the camera of the Clip Editor's movie clip (the scene's active clip)",
+            ),
+            ("STRIP", "Movie Strip", "Track the camera of the movie strip selected in the Video Sequencer"),
+            ("VIDEO", "Video File", "Track the camera of a video file"),
         ],
         default="FILES",
+    )
+    video_file: StringProperty(name="Video", description="The video file to track", subtype="FILE_PATH")
+    shot_whole: BoolProperty(
+        name="Whole Shot",
+        description="Track every frame the clip or strip shows on the timeline",
+        default=True,
+    )
+    shot_frame_start: IntProperty(
+        name="Start", description="First scene frame to track", default=1, min=0, max=1_048_574
+    )
+    shot_frame_end: IntProperty(
+        name="End", description="Last scene frame to track", default=250, min=0, max=1_048_574
+    )
+    shot_stride: IntProperty(
+        name="Step",
+        description="Track every n-th frame (the camera is keyed on those frames and interpolated between)",
+        default=1,
+        min=1,
+        soft_max=10,
+    )
+    chunk_size: IntProperty(
+        name="Chunk Size",
+        description="Frames per network pass; long shots go through in overlapping chunks "
+        "(0: as many as fit in memory)",
+        default=0,
+        min=0,
+        soft_max=256,
+    )
+    chunk_overlap: IntProperty(
+        name="Overlap",
+        description="Frames that consecutive chunks share to join them (0: half a chunk)",
+        default=0,
+        min=0,
+        soft_max=128,
+    )
+    camera_rotation: EnumProperty(
+        name="Rotation",
+        items=[
+            ("QUATERNION", "Quaternion", "Quaternion keys without sign flips (no gimbal lock)"),
+            ("EULER", "Euler XYZ", "Euler angle keys, filtered so they never jump by 360°"),
+        ],
+        default="QUATERNION",
+    )
+    animated_focal: BoolProperty(
+        name="Animated Focal Length",
+        description="Key the focal length on every frame (zoom shots) instead of one steady focal length",
+        default=False,
     )
     images: CollectionProperty(type=DA3_PG_image_item)
     folder: StringProperty(name="Folder", description="A folder of images", subtype="DIR_PATH")
@@ -138,7 +200,20 @@ def settings_values(s: DA3_PG_scene_settings) -> dict:
         "metric": s.metric,
         "use_ray_pose": s.use_ray_pose,
         "ref_view_strategy": s.ref_view_strategy,
+        "video_file": bpy.path.abspath(s.video_file) if s.video_file else "",
+        "shot_range": None if s.shot_whole else (s.shot_frame_start, s.shot_frame_end),
+        "shot_stride": s.shot_stride,
+        "chunk_size": s.chunk_size,
+        "chunk_overlap": s.chunk_overlap,
     }
+
+
+SHOT_MODES = ("CLIP", "STRIP", "VIDEO")
+
+
+def is_shot(s: DA3_PG_scene_settings) -> bool:
+    """The input is a video shot (one animated camera) rather than images."""
+    return s.input_mode in SHOT_MODES
 
 
 def import_values(s: DA3_PG_scene_settings) -> dict:
@@ -150,6 +225,8 @@ def import_values(s: DA3_PG_scene_settings) -> dict:
         "set_render": s.set_render,
         "max_points": s.max_points,
         "conf_percentile": s.conf_percentile,
+        "camera_rotation": s.camera_rotation,
+        "animated_focal": s.animated_focal,
     }
 
 

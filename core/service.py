@@ -47,6 +47,11 @@ STAGE_LABELS = {
     "points": "Gathering points",
     "export": "Writing files",
     "write": "Writing the result",
+    "chunk": "Solving chunk",
+    "chunks": "Solving chunks",
+    "join": "Joining chunks",
+    "floor": "Finding the floor",
+    "report": "Measuring the solve error",
 }
 
 
@@ -74,6 +79,8 @@ class JobState:
     details: str = ""  # traceback or the engine's last stderr lines
     cancel_requested: float | None = None
     imported: bool = False  # the operator imported the result (or decided not to)
+    unit: str = "images"  # what ``frames`` counts, for the panel ("images" or "frames" of a shot)
+    meta: dict = field(default_factory=dict)  # what the importer needs besides the bundle (a shot's input)
 
     @property
     def running(self) -> bool:

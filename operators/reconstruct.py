@@ -17,11 +17,19 @@ import time
 import bpy
 
 from .. import idnames, preferences, properties
-from ..core.jobspec import JobSpecError, build_request
+from ..core.jobspec import JobSpecError, build_request, build_shot_request
 from ..core.service import BusyError, JobState
 from . import runtime
 
-__all__ = ["DA3_OT_cancel", "DA3_OT_reconstruct", "begin", "modal_step", "tick", "why_not_ready"]
+__all__ = [
+    "DA3_OT_cancel",
+    "DA3_OT_reconstruct",
+    "begin",
+    "modal_step",
+    "shot_source",
+    "tick",
+    "why_not_ready",
+]
 
 TIMER_INTERVAL = 0.1
 
@@ -36,6 +44,12 @@ def why_not_ready(context: bpy.types.Context) -> str | None:
         return "Choose images first"
     if s.input_mode == "FOLDER" and not s.folder:
         return "Choose a folder of images first"
+    if s.input_mode == "CLIP" and context.scene.active_clip is None:
+        return "Open a movie clip in the Clip Editor (or pick one under Inputs)"
+    if s.input_mode == "STRIP" and not _has_selected_movie_strip(context.scene):
+        return "Select a movie strip in the Video Sequencer"
+    if s.input_mode == "VIDEO" and not s.video_file:
+        return "Choose a video file first"
     if s.model == "CUSTOM" and not s.custom_model:
         return "Choose the model folder"
     prefs = preferences.prefs_values(preferences.get_prefs(context))
@@ -46,18 +60,71 @@ def why_not_ready(context: bpy.types.Context) -> str | None:
     return None
 
 
+def _has_selected_movie_strip(scene: bpy.types.Scene) -> bool:
+    from ..scene.shot_inputs import movie_strips
+
+    return any(strip.select for strip in movie_strips(scene))
+
+
+def shot_source(context: bpy.types.Context, settings):
+    """The shot the settings point at (``core.shot.ShotSource``); raises ShotError saying what to pick."""
+    from ..scene import shot_inputs
+
+    if settings.input_mode == "CLIP":
+        return shot_inputs.clip_source(shot_inputs.active_clip(context))
+    if settings.input_mode == "STRIP":
+        return shot_inputs.strip_source(shot_inputs.selected_movie_strip(context.scene))
+    return shot_inputs.file_source(bpy.path.abspath(settings.video_file))
+
+
 def begin(context: bpy.types.Context) -> JobState:
     """Validate the settings, build the job and submit it (the engine starts if needed).
 
-    Raises JobSpecError (bad settings, no engine) or BusyError (a job runs)."""
+    Images make a reconstruction job; a Movie Clip, movie strip or video file makes a shot job (video
+    frames in chunks) whose input is kept on the job for the import. Raises JobSpecError (bad settings,
+    no engine) or BusyError (a job runs)."""
+    from ..core.shot import ShotError
+
     prefs = preferences.prefs_values(preferences.get_prefs(context))
     problem = runtime.configure_engine(prefs)
     if problem:
         raise JobSpecError(problem)
     output_root = prefs["results_folder"] or preferences.user_folder("results")
-    request = build_request(properties.settings_values(properties.settings(context)), prefs, output_root)
-    runtime.set_report("INFO", f"Reconstructing {len(request.inputs)} images...")
-    return runtime.service().submit(request)
+    s = properties.settings(context)
+    values = properties.settings_values(s)
+    if not properties.is_shot(s):
+        request = build_request(values, prefs, output_root)
+        runtime.set_report("INFO", f"Reconstructing {len(request.inputs)} images...")
+        return runtime.service().submit(request)
+    try:
+        source = shot_source(context, s)
+    except ShotError as exc:
+        raise JobSpecError(str(exc)) from exc
+    request = build_shot_request(values, prefs, output_root, source)
+    start, end, step = request.options.frames
+    count = len(range(start, end, step))
+    runtime.set_report("INFO", f"Tracking {count} frames of {source.name}...")
+    job = runtime.service().submit(request)
+    job.unit, job.frames = "frames", count
+    job.meta["shot"] = source.to_dict()
+    return job
+
+
+def _import_shot(context: bpy.types.Context, job: JobState):
+    from ..core.shot import ShotSource
+    from ..scene.shot import ShotImportOptions, import_shot
+
+    values = properties.import_values(properties.settings(context))
+    options = ShotImportOptions(
+        points=values["points"],
+        max_points=values["max_points"],
+        rotation_mode=values["camera_rotation"],
+        animated_focal=values["animated_focal"],
+        background=values["backgrounds"],
+        set_scene=values["set_render"],
+        name=f"Shot {job.job[:6]}",
+    )
+    return import_shot(context, job.bundle, options, ShotSource.from_dict(job.meta["shot"]))
 
 
 def _import_result(context: bpy.types.Context, job: JobState) -> None:
@@ -65,17 +132,21 @@ def _import_result(context: bpy.types.Context, job: JobState) -> None:
     from ..engine.formats.bundle import BundleError
     from ..scene.importer import ImportOptions, import_bundle
 
-    options = ImportOptions(
-        name=f"Reconstruction {job.job[:6]}", **properties.import_values(properties.settings(context))
-    )
     try:
-        result = import_bundle(context, job.bundle, options)
+        if job.meta.get("shot"):
+            result = _import_shot(context, job)
+        else:
+            options = ImportOptions(
+                name=f"Reconstruction {job.job[:6]}", **properties.import_values(properties.settings(context))
+            )
+            result = import_bundle(context, job.bundle, options)
     except (BundleError, OSError, ValueError) as exc:
         job.outcome, job.error = "failed", f"The result could not be imported: {exc}"
         return
     finally:
         job.imported = True
     job.summary["imported"] = result.summary
+    job.summary["report_lines"] = list(getattr(result, "report_lines", ()))
     result.root["da3_job"] = job.job
 
 
@@ -117,6 +188,10 @@ def _finish(op, context: bpy.types.Context, outcome: str) -> set[str]:
         op._timer = None
     level, text = runtime.last_report() or ("INFO", outcome)
     op.report({level}, text)
+    job = runtime.service().job
+    if outcome == "finished" and job is not None:
+        for line in job.summary.get("report_lines", ()):  # the solve report, into the Info log
+            op.report({"INFO"}, line)
     return {"FINISHED"} if outcome == "finished" else {"CANCELLED"}
 
 
@@ -135,7 +210,8 @@ def modal_step(op, context: bpy.types.Context, event) -> set[str]:
 
 
 class DA3_OT_reconstruct(bpy.types.Operator):
-    """Reconstruct the chosen images in 3D with Depth Anything 3 and import points and cameras"""
+    """Reconstruct the chosen images in 3D with Depth Anything 3 and import points and cameras, or track \
+the camera of a movie clip, strip or video file"""
 
     bl_idname = idnames.RECONSTRUCT
     bl_label = "Reconstruct"

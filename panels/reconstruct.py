@@ -49,7 +49,7 @@ class VIEW3D_PT_da3_reconstruct(_Sidebar, bpy.types.Panel):
         if svc.busy:
             layout.progress(factor=job.fraction, type="BAR", text=job.progress_text)
             row = layout.row(align=True)
-            row.label(text=f"{job.frames} images · {job.elapsed:.0f} s")
+            row.label(text=f"{job.frames} {job.unit} · {job.elapsed:.0f} s")
             row.operator(idnames.CANCEL, icon="CANCEL")
             layout.label(text="Esc also cancels", icon="EVENT_ESC")
         else:
@@ -76,8 +76,12 @@ class VIEW3D_PT_da3_inputs(_Sidebar, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         s = properties.settings(context)
-        layout.row().prop(s, "input_mode", expand=True)
-        if s.input_mode == "FILES":
+        layout.prop(s, "input_mode")
+        if properties.is_shot(s):
+            from .shot import draw_shot_input
+
+            draw_shot_input(layout, context, s)
+        elif s.input_mode == "FILES":
             row = layout.row(align=True)
             row.operator(idnames.CHOOSE_IMAGES, icon="FILEBROWSER")
             row.operator(idnames.CLEAR_IMAGES, text="", icon="X")

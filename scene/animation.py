@@ -11,7 +11,7 @@ from collections.abc import Callable
 import bpy
 import numpy as np
 
-__all__ = ["fcurve_factory", "set_keys"]
+__all__ = ["fcurve_factory", "fcurves_of", "key_values", "set_keys"]
 
 
 def fcurve_factory(id_block: bpy.types.ID) -> Callable[[str, int], bpy.types.FCurve]:
@@ -52,3 +52,35 @@ def set_keys(
         points.foreach_set("co", co.ravel())
         points.foreach_set("interpolation", modes)
         fcurve.update()
+
+
+def fcurves_of(id_block: bpy.types.ID) -> list:
+    """The F-curves of ``id_block``'s action (its slot's channelbag on 4.4+), [] when it has none."""
+    anim = id_block.animation_data
+    action = anim.action if anim is not None else None
+    if action is None:
+        return []
+    if hasattr(action, "layers"):
+        if anim.action_slot is None or not len(action.layers) or not len(action.layers[0].strips):
+            return []
+        bag = action.layers[0].strips[0].channelbag(anim.action_slot)
+        return list(bag.fcurves) if bag is not None else []
+    return list(action.fcurves)
+
+
+def key_values(id_block: bpy.types.ID, data_path: str, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The keys of channels 0..size-1 of ``data_path``: ``(frames (K,), values (K, size))``, or None when
+    a channel is missing or the channels are keyed on different frames."""
+    curves = {(fc.data_path, fc.array_index): fc for fc in fcurves_of(id_block)}
+    columns, frames = [], None
+    for index in range(size):
+        fcurve = curves.get((data_path, index))
+        if fcurve is None:
+            return None
+        co = np.empty(2 * len(fcurve.keyframe_points), np.float32)
+        fcurve.keyframe_points.foreach_get("co", co)
+        if frames is not None and not np.array_equal(frames, co[0::2]):
+            return None
+        frames = co[0::2]
+        columns.append(co[1::2])
+    return frames.astype(np.float64), np.stack(columns, 1).astype(np.float64)

@@ -154,6 +154,7 @@ def _build(context: bpy.types.Context, bundle: Bundle, name: str, options: Impor
     root["da3_model"] = bundle.model_id
     root["da3_units"] = bundle.units
     root["da3_views"] = bundle.num_views
+    root["da3_alignment"] = ENGINE_TO_BLENDER.ravel().tolist()  # what "Reset Alignment" goes back to
 
     cloud, count, extent = None, 0, None
     if options.points and bundle.points is not None:  # the engine's reduced cloud stands in for depth

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.formats.bundle import write_bundle
+from engine.geometry.sim3 import Sim3
 from tests.engine.synthetic_shot import camera_path
 
 PLATE_HW = (480, 640)  # the footage
@@ -32,8 +33,13 @@ def shot_arrays(
     seed: int = 0,
     w2c: np.ndarray | None = None,
     plate_hw: tuple[int, int] = PLATE_HW,
+    world: Sim3 | None = None,
 ) -> dict:
-    """Arrays of a shot bundle over ``frame_indices`` of a ``source_frames`` movie (path of the GT shot)."""
+    """Arrays of a shot bundle over ``frame_indices`` of a ``source_frames`` movie (path of the GT shot).
+
+    Points: 80 % on the floor (Z = 0), the rest on box tops (Z = 1). ``world`` (ground truth → engine
+    world) moves cameras and points into an engine world where the floor is no longer Z = 0.
+    """
     rng = np.random.default_rng(seed)
     frame_indices = np.asarray(frame_indices, np.int64)
     n = len(frame_indices)
@@ -45,6 +51,9 @@ def shot_arrays(
     K_plate[:, 0, 2], K_plate[:, 1, 2], K_plate[:, 2, 2] = plate_hw[1] / 2, plate_hw[0] / 2, 1.0
     scale = np.diag([PROC_HW[1] / plate_hw[1], PROC_HW[0] / plate_hw[0], 1.0])
     xyz = np.column_stack([rng.uniform(-4, 4, points), rng.uniform(0, 7, points), np.zeros(points)])
+    xyz[: points // 5, 2] = 1.0
+    if world is not None:
+        w2c, xyz = world.transform_extrinsics(w2c), world.apply(xyz)
     if timestamps_s is None:
         timestamps_s = frame_indices / fps
     arrays = {
