@@ -47,12 +47,10 @@ STAGE_LABELS = {
     "points": "Gathering points",
     "export": "Writing files",
     "write": "Writing the result",
-    "chunk": "Solving chunk",
-    "chunks": "Solving chunks",
-    "join": "Joining chunks",
-    "floor": "Finding the floor",
-    "report": "Measuring the solve error",
+    "metric": "Metric scale",
+    "solve": "Floor and solve report",
 }
+SHOT_STAGE_LABELS = {"network": "Solving chunk"}  # a shot's network stage counts chunks
 
 
 class BusyError(RuntimeError):
@@ -92,6 +90,8 @@ class JobState:
 
     @property
     def stage_label(self) -> str:
+        if self.unit == "frames" and self.stage in SHOT_STAGE_LABELS:
+            return SHOT_STAGE_LABELS[self.stage]
         return STAGE_LABELS.get(self.stage, self.stage.replace("_", " ").capitalize())
 
     @property

@@ -45,7 +45,25 @@ class DA3_OT_import_bundle(bpy.types.Operator):
     conf_percentile: FloatProperty(
         name="Drop Least Confident", default=40.0, min=0.0, max=99.0, subtype="PERCENTAGE"
     )
-    set_render: BoolProperty(name="Set Render Camera", default=True)
+    set_render: BoolProperty(
+        name="Set Render Camera",
+        description="Scene camera and render size (for a shot also the frame rate and frame range)",
+        default=True,
+    )
+    camera_rotation: EnumProperty(
+        name="Shot Rotation",
+        description="How a shot camera's rotation is keyed",
+        items=[
+            ("QUATERNION", "Quaternion", "Quaternion keys without sign flips"),
+            ("EULER", "Euler XYZ", "Euler keys, filtered so they never jump by 360°"),
+        ],
+        default="QUATERNION",
+    )
+    animated_focal: BoolProperty(
+        name="Animated Focal Length",
+        description="Key a shot camera's focal length on every frame (zoom) instead of one steady value",
+        default=False,
+    )
 
     def invoke(self, context, event):
         context.window_manager.fileselect_add(self)
@@ -60,6 +78,8 @@ class DA3_OT_import_bundle(bpy.types.Operator):
             "max_points": self.max_points,
             "conf_percentile": self.conf_percentile,
             "set_render": self.set_render,
+            "camera_rotation": self.camera_rotation,
+            "animated_focal": self.animated_focal,
         }
 
     def execute(self, context):
@@ -73,6 +93,8 @@ class DA3_OT_import_bundle(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         self.report({"INFO"}, result.summary)
+        for line in getattr(result, "report_lines", ()):  # a shot's solve report, into the Info log
+            self.report({"INFO"}, line)
         return {"FINISHED"}
 
     def draw(self, context):
@@ -81,6 +103,8 @@ class DA3_OT_import_bundle(bpy.types.Operator):
         for name in ("points", "max_points", "conf_percentile", "cameras", "backgrounds", "animated_camera"):
             layout.prop(self, name)
         layout.prop(self, "set_render")
+        layout.prop(self, "camera_rotation")
+        layout.prop(self, "animated_focal")
 
 
 def menu_import(self, context):

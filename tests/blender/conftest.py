@@ -140,6 +140,18 @@ def run_python(code: str, env: dict | None = None, timeout: float = 120) -> subp
     )
 
 
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """A random but well-conditioned da3-small checkpoint, written by a child process (torch stays out)."""
+    folder = tmp_path_factory.mktemp("checkpoint") / "da3-small"
+    out = run_python(
+        "from engine.model.random_weights import write_random_checkpoint\n"
+        f"write_random_checkpoint({str(folder)!r}, 'da3-small')\n"
+    )
+    assert out.returncode == 0, out.stderr
+    return folder
+
+
 _status: dict = {}
 
 

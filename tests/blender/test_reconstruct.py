@@ -20,7 +20,7 @@ import pytest
 from tests.fakes.fake_engine import fake_engine_argv, fake_env
 
 from .bundles import write_wall_bundle
-from .conftest import draw, run_python
+from .conftest import draw
 
 TIMER = types.SimpleNamespace(type="TIMER", value="NOTHING")
 ESC = types.SimpleNamespace(type="ESC", value="PRESS")
@@ -51,18 +51,6 @@ def drive(sub, op, *, timeout=120.0, on_tick=None) -> set[str]:
         i += 1
         time.sleep(0.02)
     raise AssertionError("the job did not end in time")
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory):
-    """A random but well-conditioned da3-small checkpoint, written by a child process (torch stays out)."""
-    folder = tmp_path_factory.mktemp("checkpoint") / "da3-small"
-    out = run_python(
-        "from engine.model.random_weights import write_random_checkpoint\n"
-        f"write_random_checkpoint({str(folder)!r}, 'da3-small')\n"
-    )
-    assert out.returncode == 0, out.stderr
-    return folder
 
 
 @pytest.fixture(scope="session")

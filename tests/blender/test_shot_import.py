@@ -177,3 +177,16 @@ def test_a_failed_shot_import_leaves_nothing_behind(clean_scene, sub, tmp_path):
     with pytest.raises(ValueError):
         shot.import_shot(bpy.context, folder, shot.ShotImportOptions(rotation_mode="SIDEWAYS"))
     assert {name: len(getattr(bpy.data, name)) for name in before} == before
+
+
+def test_file_import_takes_a_shot_bundle_and_logs_the_solve(clean_scene, tmp_path, capfd):
+    folder = write_shot_bundle(tmp_path / "farm", np.arange(0, 20, 2))
+    result = bpy.ops.import_scene.da3_reconstruction(
+        filepath=str(folder / "manifest.json"), camera_rotation="EULER", backgrounds=False
+    )
+    assert result == {"FINISHED"}
+    cameras = [o for o in bpy.data.objects if o.type == "CAMERA"]
+    assert len(cameras) == 1 and cameras[0].rotation_mode == "XYZ"
+    assert (clean_scene.frame_start, clean_scene.frame_end) == (1, 19)
+    printed = capfd.readouterr().out
+    assert "Imported a camera on frames 1-19" in printed and "Worst frames:" in printed

@@ -1,0 +1,118 @@
+"""Tracking a shot end to end: a movie strip in the Video Sequencer → the real engine → one camera.
+
+The modal path is driven as in test_reconstruct (``begin``, then TIMER events into ``modal_step``). The
+engine is the real one (``python -m engine serve`` with this venv's Python) on a generated da3-small
+checkpoint, so the geometry is meaningless but every step is real: the strip's frames are decoded by
+the engine, solved in chunks with progress per chunk, written as a shot bundle and imported.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import bpy
+import numpy as np
+import pytest
+
+from tests.engine.media import write_test_video
+from tests.engine.synthetic_shot import render
+
+from .conftest import draw
+from .test_reconstruct import FakeOperator, drive
+
+MOVIE_FRAMES = 16
+
+
+@pytest.fixture(scope="module")
+def movie(tmp_path_factory):
+    """16 frames (64×48, 24 fps, lossless) of the analytic dolly shot of tests/engine/synthetic_shot."""
+    shot = render(MOVIE_FRAMES)
+    path = tmp_path_factory.mktemp("movie") / "dolly.mkv"
+    return str(write_test_video(path, list(shot.images), fps=24))
+
+
+def _location_keys(cam) -> np.ndarray:
+    sub_keys = cam.animation_data.action
+    if hasattr(sub_keys, "layers"):
+        curves = sub_keys.layers[0].strips[0].channelbag(cam.animation_data.action_slot).fcurves
+    else:
+        curves = sub_keys.fcurves
+    fcurve = curves.find("location", index=0)
+    co = np.empty(2 * len(fcurve.keyframe_points), np.float32)
+    fcurve.keyframe_points.foreach_get("co", co)
+    return co[0::2].astype(int)
+
+
+def test_a_shot_request_takes_the_strip_range_stride_and_chunks(clean_scene, sub, tmp_path, movie):
+    jobspec, core_shot = sub("core.jobspec"), sub("core.shot")
+    source = core_shot.ShotSource(
+        "STRIP", movie, "dolly", core_shot.FrameMap(offset=9, first=2, last=13), 24.0, (64, 48)
+    )
+    settings = {"model": "DA3_SMALL", "process_res": 56, "shot_range": (12, 40), "shot_stride": 3}
+    request = jobspec.build_shot_request(
+        {**settings, "chunk_size": 6, "chunk_overlap": 2},
+        {"default_model": "DA3_SMALL"},
+        str(tmp_path),
+        source,
+    )
+    assert request.inputs == (movie,)
+    assert request.options.frames == (3, 14, 3)  # scene 12..22 shows movie frames 3..13
+    assert (request.options.chunk_size, request.options.chunk_overlap) == (6, 2)
+    with pytest.raises(jobspec.JobSpecError, match="smaller than the chunk size"):
+        jobspec.build_shot_request(
+            {**settings, "chunk_size": 4, "chunk_overlap": 4}, {"default_model": "DA3_SMALL"}, "", source
+        )
+    with pytest.raises(jobspec.JobSpecError, match="misses the movie"):
+        jobspec.build_shot_request(
+            {**settings, "shot_range": (30, 40)}, {"default_model": "DA3_SMALL"}, "", source
+        )
+
+
+def test_tracking_a_trimmed_strip_with_the_real_engine(clean_scene, sub, prefs, checkpoint, movie):
+    reconstruct, panels = sub("operators.reconstruct"), sub("panels.reconstruct")
+    scene = clean_scene
+    editor = scene.sequence_editor_create()
+    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+    strip = strips.new_movie("dolly", movie, channel=1, frame_start=10)
+    strip.animation_offset_start = 1  # scene 10 shows movie frame 1 ...
+    strip.frame_offset_start = 2  # ... trimmed: the strip starts on scene 12 (movie frame 3)
+    strip.frame_offset_end = 1  # and ends on scene 23 (movie frame 14)
+    editor.active_strip, strip.select = strip, True
+
+    s = scene.da3
+    s.input_mode = "STRIP"
+    s.shot_stride = 2
+    s.chunk_size, s.chunk_overlap = 4, 2
+    s.model, s.custom_model, s.process_res = "CUSTOM", str(checkpoint), 56
+    s.max_points = 5000
+    prefs.engine_python, prefs.device = sys.executable, "cpu"
+    assert reconstruct.why_not_ready(bpy.context) is None
+
+    job = reconstruct.begin(bpy.context)
+    assert (job.frames, job.unit) == (6, "frames")  # movie frames 3, 5, …, 13
+    op = FakeOperator()
+    seen = []
+
+    def watch(_i):
+        seen.extend(draw(panels.VIEW3D_PT_da3_reconstruct).texts("progress"))
+
+    assert drive(sub, op, on_tick=watch, timeout=240) == {"FINISHED"}, op.reports
+    assert any(text.startswith("Solving chunk") and "/" in text for text in seen), seen
+
+    cameras = [o for o in bpy.data.objects if o.type == "CAMERA"]
+    assert len(cameras) == 1
+    cam = cameras[0]
+    keys = _location_keys(cam)
+    assert keys.tolist() == [12, 14, 16, 18, 20, 22]  # where the strip shows movie frames 3, 5, …, 13
+    assert (scene.frame_start, scene.frame_end) == (12, 22) and scene.camera == cam
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (64, 48)
+    assert (scene.render.fps, scene.render.fps_base) == (24, 1.0)
+    background = cam.data.background_images[0]
+    assert background.source == "MOVIE_CLIP" and bpy.path.abspath(background.clip.filepath) == movie
+    assert background.clip.frame_start - background.clip.frame_offset == 9  # the strip's placement
+    root = cam.parent
+    assert root.get("da3_job") == job.job and root.get("da3_kind") == "shot"
+    assert any(o.type == "MESH" for o in root.children)
+    assert "Imported a camera on frames 12-22" in op.reports[0][1]
+    assert any("Solve" in text for _, text in op.reports)  # the solve report went to the Info log
+    assert sys.modules.get("torch") is None
