@@ -116,3 +116,48 @@ def test_tracking_a_trimmed_strip_with_the_real_engine(clean_scene, sub, prefs, 
     assert "Imported a camera on frames 12-22" in op.reports[0][1]
     assert any("Solve" in text for _, text in op.reports)  # the solve report went to the Info log
     assert sys.modules.get("torch") is None
+
+
+def test_tracking_the_clip_editors_clip_keys_it_and_shows_it(clean_scene, sub, tmp_path, movie):
+    """The Movie Clip path with the scripted fake engine (its result: a prepared shot bundle)."""
+    from tests.fakes.fake_engine import fake_engine_argv, fake_env
+
+    from .shots import write_shot_bundle
+
+    scene = clean_scene
+    clip = bpy.data.movieclips.load(movie)
+    clip.frame_start = 5  # movie frame k on scene frame k + 5
+    scene.active_clip = clip
+    s = scene.da3
+    s.input_mode, s.shot_stride, s.model = "CLIP", 3, "DA3_SMALL"
+    solved = np.arange(0, MOVIE_FRAMES, 3)
+    bundle = write_shot_bundle(tmp_path / "bundle", solved, source_frames=MOVIE_FRAMES, plate_hw=(48, 64))
+    sub("operators.runtime").set_engine_override(fake_engine_argv(), fake_env("ok", bundle=str(bundle)))
+    job = sub("operators.reconstruct").begin(bpy.context)
+    assert job.frames == len(solved) and job.meta["shot"]["clip"] == clip.name
+    assert drive(sub, FakeOperator()) == {"FINISHED"}
+    cam = next(o for o in bpy.data.objects if o.type == "CAMERA")
+    assert _location_keys(cam).tolist() == (solved + 5).tolist()
+    assert cam.data.background_images[0].clip == clip and len(bpy.data.movieclips) == 1
+    assert (scene.frame_start, scene.frame_end) == (5, 20)
+
+
+def test_cancel_between_chunks_imports_nothing(clean_scene, sub, prefs, checkpoint, movie):
+    from .test_reconstruct import ESC
+
+    scene = clean_scene
+    s = scene.da3
+    s.input_mode, s.video_file = "VIDEO", movie
+    s.chunk_size, s.chunk_overlap = 4, 2
+    s.model, s.custom_model, s.process_res = "CUSTOM", str(checkpoint), 56
+    prefs.engine_python, prefs.device = sys.executable, "cpu"
+    runtime = sub("operators.runtime")
+    sub("operators.reconstruct").begin(bpy.context)
+
+    def cancel_after_first_chunk(_i):
+        job = runtime.service().job
+        return ESC if job.stage == "network" and job.current >= 1 and job.cancel_requested is None else None
+
+    assert drive(sub, FakeOperator(), on_tick=cancel_after_first_chunk, timeout=240) == {"CANCELLED"}
+    assert runtime.service().job.outcome == "cancelled"
+    assert not [o for o in bpy.data.objects if o.type == "CAMERA"] and len(bpy.data.movieclips) == 0
