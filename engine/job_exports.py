@@ -11,6 +11,10 @@ context (to check for cancel between files and to log), and writes with the ``fo
                points, and images/: links to plain stills, decoded pixels for everything else
 ``depth``      previews/: depth and confidence PNGs per view
 
+A shot (a video solved in chunks, ``shot_job``) keeps no depth maps: its ``JobResult`` carries a
+``ShotGeometry`` (joined cameras and the reduced cloud) instead of a prediction, and points, glb and
+colmap are written from those; depth previews and Gaussians need the per-frame maps and are refused.
+
 A writer returns None to have everything it wrote listed in the manifest, or the paths (relative to
 its folder) to list; COLMAP's links are left out, so moving the photos never breaks a bundle.
 """
@@ -40,14 +44,39 @@ from .protocol import ReconstructRequest
 if TYPE_CHECKING:
     from .jobs import Context
 
-__all__ = ["COLMAP_MAX_POINTS", "EXPORTERS", "NOT_AVAILABLE", "JobResult"]
+__all__ = [
+    "COLMAP_MAX_POINTS",
+    "EXPORTERS",
+    "NOT_AVAILABLE",
+    "SHOT_NOT_AVAILABLE",
+    "JobResult",
+    "ShotGeometry",
+]
 
 COLMAP_MAX_POINTS = 100_000  # seed points for 3DGS trainers: plenty, and the text files stay small
 NOT_AVAILABLE = {  # exports the protocol names but this engine cannot make yet, with what to do instead
     "mesh": "a fused mesh is not available in this engine version yet; export 'points' instead",
     "nerfstudio": "the nerfstudio export is not available yet; export 'colmap', which nerfstudio reads",
 }
+SHOT_NOT_AVAILABLE = {  # exports that need every frame's depth, which a shot does not keep
+    "depth": (
+        "a video shot keeps no per-frame depth maps (only cameras and a reduced point cloud), so it "
+        "has no depth previews. Leave out the 'depth' export, or pick the frames as images"
+    ),
+    "gaussians": "3D Gaussians are not made for video shots; leave out the 'gaussians' export",
+}
 _LINKABLE = (".jpg", ".jpeg", ".png")  # stills COLMAP tools read as we did (when 8-bit RGB, not rotated)
+
+
+@dataclass(frozen=True)
+class ShotGeometry:
+    """What a shot keeps instead of a prediction: the joined cameras and the reduced point cloud."""
+
+    extrinsics: np.ndarray  # (N, 3, 4) float64 world-to-camera, OpenCV
+    intrinsics: np.ndarray  # (N, 3, 3) float64, processed pixels
+    image_hw: tuple[int, int]  # (H, W) of the processed frames
+    points: PointSet  # the reduced cloud of the whole shot (``pixel``: its projection in its view)
+    gaussians: None = None  # never made for a shot
 
 
 @dataclass
@@ -57,12 +86,26 @@ class JobResult:
     request: ReconstructRequest
     refs: list[FrameRef]  # (N,) source of each view
     original_sizes: np.ndarray  # (N, 2) int64 (H, W) of each original frame
-    prediction: Any  # pipeline.Prediction; its transforms map processed → original pixels
+    prediction: Any  # pipeline.Prediction (its transforms map processed → original), or ShotGeometry
     intrinsics_original: np.ndarray  # (N, 3, 3) float32, the cameras at the original size
+
+    @property
+    def is_shot(self) -> bool:
+        return isinstance(self.prediction, ShotGeometry)
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """(H, W) of the processed frames."""
+        if self.is_shot:
+            return self.prediction.image_hw
+        return int(self.prediction.depth.shape[1]), int(self.prediction.depth.shape[2])
 
     @cached_property
     def points(self) -> PointSet:
-        """World points of the kept pixels (confidence percentile, sky, point budget of the options)."""
+        """World points of the kept pixels (confidence percentile, sky, point budget of the options);
+        a shot's reduced cloud as it is."""
+        if self.is_shot:
+            return self.prediction.points
         p, o = self.prediction, self.request.options
         return gather_points(
             p.depth,
@@ -84,10 +127,16 @@ def _export_points(path: Path, r: JobResult, context: Context) -> None:
 
 def _export_glb(path: Path, r: JobResult, context: Context) -> None:
     p, pts = r.prediction, r.points
-    write_scene_glb(path, pts.xyz, pts.rgb, p.extrinsics, p.intrinsics, p.depth.shape[1:])
+    write_scene_glb(path, pts.xyz, pts.rgb, p.extrinsics, p.intrinsics, r.image_hw)
+
+
+def _refuse_for_shot(name: str, r: JobResult) -> None:
+    if r.is_shot:
+        raise UserError(f"The '{name}' export cannot be made: {SHOT_NOT_AVAILABLE[name]}.")
 
 
 def _export_gaussians(path: Path, r: JobResult, context: Context) -> None:
+    _refuse_for_shot("gaussians", r)
     g = r.prediction.gaussians
     if g is None:
         raise UserError("The model returned no Gaussians: turn on Gaussians (infer_gs) with a giant model.")
@@ -95,6 +144,7 @@ def _export_gaussians(path: Path, r: JobResult, context: Context) -> None:
 
 
 def _export_depth(folder: Path, r: JobResult, context: Context) -> None:
+    _refuse_for_shot("depth", r)
     p = r.prediction
     folder.mkdir(exist_ok=True)
     for i in range(len(p.depth)):
