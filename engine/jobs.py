@@ -22,6 +22,9 @@ Both steps' ``ImageTransform`` are composed, so ``intrinsics_original`` maps to 
 Cancel is checked before every frame, between stages and between exported files; it raises
 ``JobCancelled`` before the manifest is written, so a cancelled job's folder never reads as a
 finished bundle. Problems the user can fix raise ``UserError`` saying what to do.
+
+A video shot (one video input, or any frames with ``chunk_size`` set; see ``shot_job.is_shot_request``)
+goes through the network in overlapping chunks instead and writes a shot bundle (``shot_job``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import json
 import os
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -68,6 +71,10 @@ def run_reconstruct(request: ReconstructRequest, context: Context) -> dict[str, 
     started = time.perf_counter()
     options = request.options
     _check_options(options, context)
+    from . import shot_job  # it builds on this module's stages
+
+    if shot_job.is_shot_request(request):
+        return shot_job.run_shot(request, context)
     cameras = read_cameras(options.cameras) if options.cameras else None
     folder = _output_folder(request.output)
     stages = _Stages(context)
@@ -121,10 +128,6 @@ def _check_options(options: JobOptions, context: Context) -> None:
     note = process_res_note(options.process_res, options.process_res_method)
     if note:
         context.log("info", note)
-    if options.chunk_size is not None:
-        context.log(
-            "info", "Chunked inference is not available yet: all frames go through the network at once."
-        )
 
 
 def _output_folder(path: str) -> Path:
@@ -248,18 +251,25 @@ class _Frames:
     original_sizes: np.ndarray  # (N, 2) int64 (H, W) as decoded
 
 
-def _decode(request: ReconstructRequest, context: Context, stages: _Stages) -> _Frames:
+def _decode(
+    request: ReconstructRequest,
+    context: Context,
+    stages: _Stages,
+    spill: Callable[[np.ndarray], Any] | None = None,
+) -> _Frames:
+    """Decode and shrink every frame. ``spill(shrunk)`` (optional) takes each shrunk frame away (e.g. to
+    a file) and returns what ``_Frames.images`` keeps in its place, so a long shot never sits in memory."""
     options = request.options
     transforms: list[ImageTransform] = []
     resize_seconds = 0.0
 
-    def shrink(image: np.ndarray) -> np.ndarray:
+    def shrink(image: np.ndarray) -> Any:
         nonlocal resize_seconds
         t0 = time.perf_counter()
         batch, (transform,) = preprocess_images([image], options.process_res, options.process_res_method)
         transforms.append(transform)
         resize_seconds += time.perf_counter() - t0
-        return batch[0]
+        return batch[0] if spill is None else spill(batch[0])
 
     stages.begin("decode", 0, "Reading the inputs")
     try:
@@ -402,11 +412,18 @@ def _unprocess(transforms, intrinsics: np.ndarray) -> np.ndarray:
 # --- export -------------------------------------------------------------------------------------------
 
 
-def _export(folder: Path, r: JobResult, context: Context, stages: _Stages) -> dict[str, str]:
+BundleArrays = Callable[[JobResult, dict[str, float]], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _export(
+    folder: Path, r: JobResult, context: Context, stages: _Stages, bundle_arrays: BundleArrays | None = None
+) -> dict[str, str]:
     """Write the exports, then reconstruction.npz (with the timings), then the manifest.
 
-    Returns name → path ("bundle" for reconstruction.npz); each export's seconds go to
-    ``stages.seconds["export." + name]``."""
+    ``bundle_arrays(result, timings) -> (arrays, meta)`` gives the bundle's content (default: the
+    prediction's, ``_bundle_arrays``). Returns name → path ("bundle" for reconstruction.npz); each
+    export's seconds go to ``stages.seconds["export." + name]``."""
+    bundle_arrays = bundle_arrays or _bundle_arrays
     exports = r.request.options.exports
     total = len(exports) + 1
     stages.begin("export", total, "Writing the result")
@@ -425,7 +442,7 @@ def _export(folder: Path, r: JobResult, context: Context, stages: _Stages) -> di
     context.check_cancel()
     stages.end()
     t0 = time.perf_counter()
-    files["bundle"] = str(writer.write_arrays(*_bundle_arrays(r, stages.seconds)))
+    files["bundle"] = str(writer.write_arrays(*bundle_arrays(r, stages.seconds)))
     context.check_cancel()
     writer.finish()
     stages.add("export", time.perf_counter() - t0)

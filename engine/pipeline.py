@@ -209,6 +209,31 @@ def _cameras(o: dict, given_w2c, k_given, h: int, w: int, metric: bool) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class DeviceMemory:
+    """Memory facts about a loaded model, for sizing chunks (``geometry.streaming.chunk_size_for_memory``)."""
+
+    free_bytes: float | None  # free GPU memory (+ what torch caches but does not use); None off CUDA
+    weight_bytes: float  # the model's parameters and buffers as loaded
+    dtype_bytes: int  # bytes per value of the run precision (2 under fp16/bf16 autocast, 4 for fp32)
+
+
+def device_memory(model) -> DeviceMemory:
+    """Free memory on the model's CUDA device (None elsewhere: the caller uses system RAM), its weights
+    and its run precision. The weights are already loaded, so the free memory does not include them."""
+    dtype = getattr(model, "run_dtype", torch.float32)
+    dtype_bytes = torch.empty((), dtype=dtype).element_size()
+    tensors = list(model.parameters()) + list(model.buffers()) if isinstance(model, torch.nn.Module) else []
+    weights = float(sum(t.numel() * t.element_size() for t in tensors))
+    device = torch.device(getattr(model, "run_device", "cpu"))
+    free = None
+    if device.type == "cuda" and torch.cuda.is_available():
+        free_now, _total = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        free = float(free_now + max(cached, 0))
+    return DeviceMemory(free, weights, int(dtype_bytes))
+
+
 def _default_intrinsics(h: int, w: int, fov_deg: float = 60.0) -> np.ndarray:
     f = (w / 2) / np.tan(np.radians(fov_deg) / 2)
     return np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]], dtype=np.float32)

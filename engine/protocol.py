@@ -349,6 +349,7 @@ class JobOptions(_Checked):
     seed: int = 0  # seeds every random choice (subsampling, RANSAC) for repeatable results
     chunk_size: int | None = None  # frames per network pass (None: choose from memory)
     chunk_overlap: int | None = None  # frames shared by consecutive chunks (None: half a chunk)
+    keep_chunk_cache: bool = False  # keep a shot's chunk cache (<output>/.shot_cache) for inspection
 
     def _where(self) -> str:
         return "options"

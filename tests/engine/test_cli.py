@@ -59,14 +59,16 @@ def test_reconstruct_a_video_frame_range(small_checkpoint, tmp_path):
     out = tmp_path / "out"
     done = run_engine(
         "reconstruct", video, "--out", out, "--model", small_checkpoint, "--process-res", 112,
-        "--frames", "2:9:3", "--export", "depth", "--device", "cpu",
+        "--frames", "2:9:3", "--export", "ply", "--device", "cpu",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     b = read_bundle(out)
     assert b.frame_indices.tolist() == [2, 5, 8] and b.source_paths == (str(video),) * 3
-    assert sorted(name for name in b.files if name.startswith("previews/depth_")) == [
-        f"previews/depth_{i:04d}.png" for i in range(3)
-    ]
+    assert b.shot is not None and b.depth is None and "points.ply" in b.files  # a video is a shot
+    refused = run_engine(
+        "reconstruct", video, "--out", tmp_path / "d", "--model", small_checkpoint, "--export", "depth"
+    )
+    assert refused.returncode == 1 and "a video shot keeps no per-frame depth" in refused.stderr
 
 
 def test_reconstruct_errors_exit_1_with_the_message_and_bad_options_exit_2(

@@ -1,0 +1,592 @@
+"""A video shot → one solved camera per frame: chunked inference, joining, floor, solve report (issue 5).
+
+Which jobs are shots (``is_shot_request``):
+
+* a job whose only input is one video file — the matchmoving flow — unless it gives known cameras
+  or asks for Gaussians: those need every frame in one network pass and keep the all-at-once path
+  of ``jobs`` (with its full bundle);
+* any frame sequence (videos or stills) when ``options.chunk_size`` is set.
+
+Still images without ``chunk_size`` keep the all-at-once path. A shot writes a *shot bundle*
+(docs/BUNDLE.md): per-frame cameras, a reduced point cloud, the floor alignment, the solve report
+and the shot's facts, but no per-frame depth or images — so memory and disk stay flat in the length
+of the shot, and Blender sees one format for every video shot, however short.
+
+Stages, each reported as ``progress(stage, current, total, message)``:
+
+``decode``   frames are decoded once, in order, shrunk by DA3's per-image resize as they come
+             (``jobs._decode``) and appended to a raw frame cache file in the job folder
+             (``FrameCache``); only a few numbers per frame stay in memory. Frames of mixed sizes
+             (stills) are centre-cropped to the smallest, DA3's batch rule applied to the whole shot.
+``load``     the model.
+``network``  one event per chunk (``"chunk 3/12: frames 120–159"``, source frame numbers):
+             ``pipeline.predict`` on the chunk's frames read back from the cache, spilled to the chunk
+             store and joined to the previous chunk at once (``chunked.run_chunked``: a robust Sim(3)
+             on the overlap frames). Cancel is checked between chunks (and between frames while
+             decoding) and ends the job with ``JobCancelled``.
+``metric``   with ``metric`` and a relative model: the metric model on the *first chunk's* frames
+             (those the joined shot takes from it) fits one scale (``metric_scale.fit_scale``); the
+             shot is joined in the first chunk's world and units, so that scale holds for all of it.
+             Nested models give metres directly.
+``solve``    the constant focal length (robust over all frames, plate pixels), the floor (RANSAC on
+             the reduced cloud, cameras above it; the origin on the floor below the first camera) and
+             the solve report (``build_solve_report`` over the joined frames, plate intrinsics).
+``export``   points / glb / colmap from the cameras and the reduced cloud, then the shot bundle.
+
+Chunking: ``chunk_size`` from the options, else ``chunk_size_for_memory`` for the free CUDA memory
+(on a GPU) or half the system's available RAM (elsewhere); ``chunk_overlap`` from the options, else
+half a chunk (DA3-Streaming's 120/60 and the protocol's default), at least 2 frames and always
+fewer than the chunk. The cache folder ``<output>/.shot_cache`` (frames, chunks, joined parts) is
+deleted when the job ends, also on error or cancel, unless ``keep_chunk_cache`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .chunked import chunk_from_prediction, run_chunked
+from .errors import JobCancelled, UserError
+from .frame_cache import FrameCache
+from .geometry.cameras import camera_centers
+from .geometry.filters import PointSet
+from .geometry.floor import NoFloorFound, fit_floor, up_from_cameras, world_alignment
+from .geometry.solve_report import SolveReport, build_solve_report
+from .geometry.streaming import (
+    CONF_OFFSET,
+    ChunkStore,
+    InsufficientMemory,
+    JoinedResult,
+    chunk_size_for_memory,
+    plan_chunks,
+)
+from .geometry.trajectory import robust_focal
+from .inputs import VIDEO_EXTENSIONS, FrameRef, expand_inputs
+from .job_exports import SHOT_NOT_AVAILABLE, JobResult, ShotGeometry
+from .jobs import Context, _batch_side, _decode, _export, _load_model, _output_folder, _Stages, _unprocess
+from .metric_scale import MetricScaleError, fit_scale
+from .model.presets import METRIC_PRESETS
+from .preprocess import ImageTransform
+from .protocol import JobOptions, ReconstructRequest
+from .video import VideoReadError, probe_video
+
+__all__ = ["SHOT_CACHE", "default_overlap", "is_shot_request", "run_shot", "system_memory_available"]
+
+SHOT_CACHE = ".shot_cache"  # inside the job folder
+SYSTEM_RAM_SHARE = 0.5  # share of the available RAM a CPU (or MPS) shot plans its chunks for
+DEFAULT_POINT_BUDGET = 400_000  # reduced cloud of a shot when the job sets no max_points
+FALLBACK_CHUNK = 32  # chunk size for a network without a memory estimate (a test double)
+
+
+def is_shot_request(request: ReconstructRequest) -> bool:
+    """True for a chunked shot job (see the module docstring)."""
+    options = request.options
+    if options.chunk_size is not None:
+        return True
+    if options.cameras or options.infer_gs or len(request.inputs) != 1:
+        return False
+    return Path(request.inputs[0]).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def default_overlap(chunk_size: int) -> int:
+    """Half a chunk, at least 2 frames, fewer than the chunk (1 for a 2-frame chunk)."""
+    return min(int(chunk_size) - 1, max(2, int(chunk_size) // 2))
+
+
+def system_memory_available() -> float:
+    """Bytes of RAM available to a new process: MemAvailable (Linux), else the free (or total) pages."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):  # macOS has only the total
+        try:
+            return float(os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, ValueError, OSError):
+            continue
+    return 4.0 * 2**30  # Windows without either: assume a modest machine
+
+
+def run_shot(request: ReconstructRequest, context: Context) -> dict[str, Any]:
+    """Run one shot job into ``request.output``; returns the summary for ``finished``."""
+    started = time.perf_counter()
+    options = request.options
+    _check_shot_options(options)
+    folder = _output_folder(request.output)
+    created = not folder.exists()
+    cache = folder / SHOT_CACHE
+    try:
+        with FrameCache(cache / "frames.raw") as frame_cache:
+            summary = _Shot(request, context, frame_cache, ChunkStore(cache / "chunks")).run(folder)
+    finally:
+        if not options.keep_chunk_cache:
+            shutil.rmtree(cache, ignore_errors=True)
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a job that stopped before writing anything leaves no empty folder
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    context.result(summary["files"], summary)
+    return summary
+
+
+def _check_shot_options(options: JobOptions) -> None:
+    if options.cameras:
+        raise UserError(
+            "Known cameras cannot be used when a shot runs in chunks: leave 'chunk size' empty to run all "
+            "frames through the network at once with your cameras, or leave out the cameras file."
+        )
+    if options.infer_gs:
+        raise UserError(
+            "3D Gaussians are not made when a shot runs in chunks: leave 'chunk size' empty to run all "
+            "frames at once, or turn off Gaussians."
+        )
+    for name in options.exports:
+        if name in SHOT_NOT_AVAILABLE:
+            raise UserError(f"The '{name}' export cannot be made: {SHOT_NOT_AVAILABLE[name]}.")
+
+
+# --- frames -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ShotFrames:
+    """The decoded shot: where each frame came from and how it maps to the processed size."""
+
+    refs: list[FrameRef]  # (F,)
+    original_sizes: np.ndarray  # (F, 2) int64 (H, W) as decoded
+    transforms: list[ImageTransform]  # (F,) original → processed pixels, the shot-wide crop included
+    image_hw: tuple[int, int]  # processed size, the same for every frame
+
+    @classmethod
+    def from_decoded(cls, decoded) -> _ShotFrames:
+        """Frames shrunk one by one (``jobs._Frames``) → one size: the centre crop to the smallest."""
+        h = min(t.final_hw[0] for t in decoded.transforms)
+        w = min(t.final_hw[1] for t in decoded.transforms)
+        transforms = []
+        for t in decoded.transforms:
+            top, left = int(round((t.final_hw[0] - h) / 2.0)), int(round((t.final_hw[1] - w) / 2.0))
+            transforms.append(replace(t, batch_crop_offset_yx=(top, left), final_hw=(h, w)))
+        return cls(list(decoded.refs), decoded.original_sizes, transforms, (h, w))
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def read(self, cache: FrameCache, positions) -> list[np.ndarray]:
+        """Processed (H, W, 3) uint8 frames at ``positions`` (a range or an int array), from the cache."""
+        h, w = self.image_hw
+        out = []
+        for i in positions:
+            top, left = self.transforms[i].batch_crop_offset_yx
+            out.append(cache.read(int(i))[top : top + h, left : left + w])
+        return out
+
+    def label(self, position: int) -> int:
+        """Source frame number of a position (the position itself for stills)."""
+        index = self.refs[position].frame_index
+        return index if index >= 0 else position
+
+    def report_frames(self) -> np.ndarray:
+        """(F,) int64 frame numbers for the solve report: source frames when they increase, else positions."""
+        numbers = np.array([ref.frame_index for ref in self.refs], np.int64)
+        if (numbers >= 0).all() and np.all(np.diff(numbers) > 0):
+            return numbers
+        return np.arange(len(self), dtype=np.int64)
+
+
+# --- the job ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _FirstChunk:
+    """What the shot takes from its first chunk's prediction (its world and units are the shot's)."""
+
+    units: str
+    is_metric: bool
+    scale_factor: float | None
+    ref_view_idx: int
+    model_name: str
+    has_conf: bool
+    notes: tuple[str, ...]
+
+
+class _ChunkTimer:
+    """``on_stage`` for ``pipeline.predict`` inside a chunk: checks cancel, adds each sub-stage's seconds."""
+
+    def __init__(self, stages: _Stages, context: Context) -> None:
+        self.stages, self.context = stages, context
+        self._open: tuple[str, float] | None = None
+
+    def __call__(self, name: str) -> None:
+        self.close()
+        self.context.check_cancel()
+        self._open = (name, time.perf_counter())
+
+    def close(self) -> None:
+        if self._open is not None:
+            name, t0 = self._open
+            self.stages.add(name, time.perf_counter() - t0)
+            self._open = None
+
+
+class _Shot:
+    """One shot job, stage by stage (``run``); see the module docstring."""
+
+    def __init__(self, request: ReconstructRequest, context: Context, cache: FrameCache, store: ChunkStore):
+        self.request, self.options, self.context = request, request.options, context
+        self.cache, self.store = cache, store
+        self.stages = _Stages(context)
+
+    def run(self, folder: Path) -> dict[str, Any]:
+        frames = _ShotFrames.from_decoded(_decode(self.request, self.context, self.stages, self.cache.append))
+        model = _load_model(self.request, self.context, self.stages)
+        chunk, overlap = self._chunking(model, frames)
+        plan = plan_chunks(len(frames), chunk, overlap)
+        joined, first = self._network(model, frames, plan, chunk, overlap)
+        del model  # the context keeps it loaded; the metric model may take its place
+        for note in first.notes:
+            self.context.log("warning", note)
+        scale = self._metric(joined, frames, first)
+        solved = self._solve(joined, frames, scale, first)
+        shot = self._shot_info(frames, solved, chunk, overlap, plan)
+        result = JobResult(self.request, frames.refs, frames.original_sizes, solved.geometry, solved.k_plate)
+        units = "metre" if scale is not None else first.units
+        meta = {
+            "is_metric": scale is not None or first.is_metric,
+            "units": units,
+            "scale_factor": scale if scale is not None else first.scale_factor,
+            "model_id": self.request.model,
+            "options": self.options.to_dict(),
+            "ref_view_idx": first.ref_view_idx if first.ref_view_idx >= 0 else None,
+            "report": solved.report.to_dict(),
+            "shot": shot,
+        }
+
+        def bundle_arrays(r: JobResult, timings: dict[str, float]):
+            arrays = _bundle_arrays(r, solved)
+            return arrays, {**meta, "timings": {name: round(s, 4) for name, s in timings.items()}}
+
+        files = _export(folder, result, self.context, self.stages, bundle_arrays)
+        self.context.log("info", solved.report.summary())
+        h, w = frames.image_hw
+        return {
+            "views": len(frames),
+            "height": h,
+            "width": w,
+            "units": units,
+            "is_metric": bool(meta["is_metric"]),
+            "scale_factor": meta["scale_factor"],
+            "model": self.request.model,
+            "model_name": first.model_name,
+            "ref_view": first.ref_view_idx,
+            "output": str(folder),
+            "files": files,
+            "timings": {name: round(s, 4) for name, s in self.stages.seconds.items()},
+            "shot": True,
+            "chunks": len(plan),
+            "chunk_size": chunk,
+            "overlap": overlap,
+            "focal_px": shot["focal_px"],
+            "median_error_px": _finite_or_none(solved.report.median_error_px),
+        }
+
+    # --- chunks -------------------------------------------------------------------------------------
+
+    def _chunking(self, model, frames: _ShotFrames) -> tuple[int, int]:
+        """(chunk size, overlap) from the options, or from the memory the device has."""
+        options, context = self.options, self.context
+        chunk = options.chunk_size
+        if chunk is None:
+            from .pipeline import device_memory  # torch: imported when a job runs
+
+            memory = device_memory(model)
+            free = memory.free_bytes
+            if free is None:
+                free = SYSTEM_RAM_SHARE * system_memory_available()
+            available = free + memory.weight_bytes  # the weights are loaded already
+            name = getattr(model, "model_name", "")
+            h, w = frames.image_hw
+            try:
+                chunk = chunk_size_for_memory(available, h, w, name, dtype_bytes=memory.dtype_bytes)
+            except InsufficientMemory as exc:
+                raise UserError(f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
+            except ValueError:  # a network without a memory estimate
+                chunk = FALLBACK_CHUNK
+            context.log("info", f"Chunks of {chunk} frames (about {available / 2**30:.1f} GiB to work in).")
+        overlap = options.chunk_overlap if options.chunk_overlap is not None else default_overlap(chunk)
+        if overlap >= chunk:
+            context.log(
+                "warning",
+                f"An overlap of {overlap} frames does not fit chunks of {chunk}: using {chunk - 1}.",
+            )
+            overlap = chunk - 1
+        return int(chunk), int(overlap)
+
+    def _network(
+        self, model, frames: _ShotFrames, plan: list[range], chunk: int, overlap: int
+    ) -> tuple[JoinedResult, _FirstChunk]:
+        from .pipeline import predict  # torch: imported when a job runs
+
+        options, context = self.options, self.context
+        side = _batch_side(frames.transforms, options.process_res_method)
+        timer = _ChunkTimer(self.stages, context)
+        first: list[_FirstChunk] = []
+        predicting = [0.0]
+
+        def predict_chunk(positions: range):
+            t0 = time.perf_counter()
+            prediction = predict(
+                model,
+                frames.read(self.cache, positions),
+                process_res=side,
+                process_res_method=options.process_res_method,
+                ref_view_strategy=options.ref_view_strategy,
+                use_ray_pose=options.use_ray_pose,
+                seed=options.seed,
+                on_stage=timer,
+            )
+            timer.close()
+            predicting[0] += time.perf_counter() - t0
+            if tuple(prediction.depth.shape[1:]) != frames.image_hw:
+                raise RuntimeError(
+                    f"predict resized pre-sized frames {frames.image_hw} to {prediction.depth.shape}"
+                )
+            if not first:
+                first.append(
+                    _FirstChunk(
+                        prediction.units,
+                        bool(prediction.is_metric),
+                        prediction.scale_factor,
+                        int(prediction.ref_view_idx),
+                        prediction.model_name,
+                        prediction.conf is not None,
+                        tuple(prediction.notes),
+                    )
+                )
+            return chunk_from_prediction(prediction, positions)
+
+        def on_progress(done: int, total: int, message: str) -> None:
+            if done > 0:
+                span = plan[done - 1]
+                detail = message.partition(", ")[2]
+                message = (
+                    f"chunk {done}/{total}: frames {frames.label(span.start)}–{frames.label(span.stop - 1)}"
+                )
+                message += f", {detail}" if detail else ""
+            context.progress("network", done, total, message)
+
+        self.stages.end()
+        context.check_cancel()
+        t0 = time.perf_counter()
+        joined = run_chunked(
+            len(frames),
+            predict_chunk,
+            self.store,
+            chunk,
+            overlap,
+            should_cancel=context.cancelled,
+            on_progress=on_progress,
+            cancel_error=JobCancelled,
+            point_budget=options.max_points or DEFAULT_POINT_BUDGET,
+            keep_chunks=False,
+            seed=options.seed,
+        )
+        self.stages.add("join", time.perf_counter() - t0 - predicting[0])
+        return joined, first[0]
+
+    # --- metric ------------------------------------------------------------------------------------
+
+    def _metric(self, joined: JoinedResult, frames: _ShotFrames, first: _FirstChunk) -> float | None:
+        """With ``metric``: the metres per unit of the shot, from the first chunk's frames (else None)."""
+        options, context = self.options, self.context
+        if not options.metric:
+            return None
+        if first.units == "metre":
+            context.log("info", f"{first.model_name} is already metric: no metric model needed.")
+            return None
+        from .pipeline import predict
+
+        self.stages.begin("metric", 2, f"Loading the metric model {options.metric_model}")
+        metric_model = context.model_for(options.metric_model, options.device, options.dtype)
+        if getattr(metric_model, "model_name", "") not in METRIC_PRESETS:
+            raise UserError(
+                f"The metric model {options.metric_model} is not a metric depth model: choose "
+                "depth-anything/DA3METRIC-LARGE (or a folder with it)."
+            )
+        block = next(joined.iter_blocks())  # the first chunk's own frames, in the shot's world and units
+        context.progress("metric", 1, 2, f"Running the metric model on the first {len(block.frames)} frames")
+        metric = predict(
+            metric_model,
+            frames.read(self.cache, block.frames),
+            process_res=_batch_side(frames.transforms, options.process_res_method),
+            process_res_method=options.process_res_method,
+            intrinsics=joined.intrinsics[block.frames],  # processed pixels = the pixels both models see
+            seed=options.seed,
+            on_stage=lambda name: context.check_cancel(),
+        )
+        try:
+            scale = fit_scale(block.depth, metric.depth, block.conf, metric.sky)
+        except MetricScaleError as exc:
+            raise UserError(f"Metric scale failed: {exc}. Try without 'metric'.") from None
+        context.progress("metric", 2, 2, f"1 unit = {scale:.4g} m")
+        context.log(
+            "info", f"Metric scale from {options.metric_model} on the first chunk: 1 unit = {scale:.4g} m"
+        )
+        return scale
+
+    # --- solve -------------------------------------------------------------------------------------
+
+    def _solve(self, joined: JoinedResult, frames: _ShotFrames, scale: float | None, first: _FirstChunk):
+        """Cameras (scaled), plate intrinsics, the reduced cloud, the floor and the solve report."""
+        options, context = self.options, self.context
+        parts = len(self.store.joined_parts())
+        self.stages.begin("solve", parts + 1, "Fitting the floor")
+        s = 1.0 if scale is None else float(scale)
+        w2c = np.array(joined.extrinsics, np.float64)  # (F, 3, 4)
+        w2c[:, :, 3] *= s  # camera centres scale with t: the world is scaled about its origin
+        k = np.asarray(joined.intrinsics, np.float64)  # (F, 3, 3) processed pixels
+        k_plate = _unprocess(frames.transforms, k)  # (F, 3, 3) plate pixels
+        points = _point_set(joined.points(), s, w2c, k, frames.image_hw, first.has_conf)
+        floor_plane, alignment = self._floor(points, w2c)
+
+        numbers = frames.report_frames()
+
+        def blocks() -> Iterator[tuple]:
+            for done, block in enumerate(joined.iter_blocks(), 1):
+                context.check_cancel()
+                depth = block.depth if s == 1.0 else block.depth * np.float32(s)
+                yield numbers[block.frames], depth, block.conf, block.images
+                context.progress(
+                    "solve", done, parts + 1, f"Measured frames up to {numbers[block.frames[-1]]}"
+                )
+
+        report = build_solve_report(
+            numbers,
+            w2c,
+            k,
+            blocks(),
+            image_hw=frames.image_hw,
+            plate_intrinsics=k_plate,
+            joints=joined.joints,
+            seed=options.seed,
+        )
+        context.progress("solve", parts + 1, parts + 1, "Solve report ready")
+        geometry = ShotGeometry(w2c, k, frames.image_hw, points)
+        return _Solved(geometry, k_plate.astype(np.float32), report, floor_plane, alignment)
+
+    def _floor(self, points: PointSet, w2c: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(floor_plane (4,), world_alignment (4, 4)) or (None, None) with a warning when there is no floor."""
+        centres = camera_centers(w2c)
+        try:
+            up = up_from_cameras(w2c)
+        except ValueError:
+            up = None
+        try:
+            floor = fit_floor(points.xyz, points.conf, centres, up_hint=up, seed=self.options.seed)
+        except NoFloorFound as exc:
+            self.context.log("warning", f"No floor found ({exc}); the shot keeps the camera's axes.")
+            return None, None
+        alignment = world_alignment(floor, centres[0], forward=w2c[0, 2, :3])  # the first camera looks +Y
+        plane = np.append(floor.normal, -floor.offset)  # n·x − offset = 0 → (n, d = −offset)
+        return plane, alignment
+
+    def _shot_info(self, frames: _ShotFrames, solved, chunk: int, overlap: int, plan: list[range]) -> dict:
+        """shot_json: the source's fps and frame count, the constant focal length, the chunking."""
+        fps, count = None, len(expand_inputs(list(self.request.inputs)))
+        video = next((ref.path for ref in frames.refs if ref.frame_index >= 0), None)
+        if video is not None:
+            try:
+                info = probe_video(video)
+                fps, count = info.fps if info.fps > 0 else None, info.frame_count
+            except VideoReadError as exc:
+                self.context.log("warning", f"Could not read the frame rate of {Path(video).name}: {exc}")
+        k = solved.k_plate.astype(np.float64)
+        focal, spread = robust_focal(k[:, 0, 0])
+        focal_y, _ = robust_focal(k[:, 1, 1])
+        return {
+            "fps": fps,
+            "frame_count": int(count),
+            "focal_px": focal,
+            "focal_y_px": focal_y,
+            "focal_spread_px": spread,
+            "chunk_size": int(chunk),
+            "overlap": int(overlap),
+            "chunks": [[span.start, span.stop - 1] for span in plan],
+        }
+
+
+@dataclass(frozen=True)
+class _Solved:
+    geometry: ShotGeometry
+    k_plate: np.ndarray  # (F, 3, 3) float32 intrinsics at the plate size
+    report: SolveReport
+    floor_plane: np.ndarray | None  # (4,) float64
+    alignment: np.ndarray | None  # (4, 4) float64
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _point_set(
+    cloud: dict[str, np.ndarray],
+    scale: float,
+    w2c: np.ndarray,
+    k: np.ndarray,
+    image_hw: tuple[int, int],
+    has_conf: bool,
+) -> PointSet:
+    """The joiner's reduced cloud (``JoinedResult.points()``) as a ``PointSet`` in the shot's units.
+
+    The joiner stores DA3 confidence less its offset; it is given back (``conf ≥ 1`` as in points.ply
+    of a still job), or 1.0 when the model has none. ``pixel`` is each point's projection in its view.
+    """
+    xyz = np.asarray(cloud["xyz"], np.float64) * scale  # (M, 3)
+    view = np.asarray(cloud["frame"], np.int64)  # (M,) positions = rows of the cameras
+    cam = np.einsum("mij,mj->mi", w2c[view, :, :3], xyz) + w2c[view, :, 3]
+    uvw = np.einsum("mij,mj->mi", k[view], cam)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = np.floor(uvw[:, :2] / uvw[:, 2:3])
+    uv = np.nan_to_num(uv, nan=0.0, posinf=0.0, neginf=0.0)
+    h, w = image_hw
+    pixel = np.stack([np.clip(uv[:, 0], 0, w - 1), np.clip(uv[:, 1], 0, h - 1)], -1).astype(np.int32)
+    conf = np.asarray(cloud["conf"], np.float32)
+    return PointSet(
+        xyz=xyz.astype(np.float32),
+        rgb=np.asarray(cloud["rgb"], np.uint8),
+        conf=conf + np.float32(CONF_OFFSET) if has_conf else np.ones_like(conf),
+        view=view.astype(np.int32),
+        pixel=pixel,
+    )
+
+
+def _bundle_arrays(r: JobResult, solved: _Solved) -> dict[str, Any]:
+    """The shot bundle's arrays (schema: docs/BUNDLE.md, "Shot bundles")."""
+    g, refs = solved.geometry, r.refs
+    arrays: dict[str, Any] = {
+        "extrinsics": g.extrinsics,
+        "intrinsics": g.intrinsics,
+        "intrinsics_original": r.intrinsics_original,
+        "source_paths": [os.path.abspath(ref.path) for ref in refs],
+        "frame_indices": np.array([ref.frame_index for ref in refs], np.int64),
+        "timestamps_s": np.array([ref.timestamp_s for ref in refs], np.float64),
+        "original_sizes": r.original_sizes,
+        "points_xyz": g.points.xyz,
+        "points_rgb": g.points.rgb,
+        "points_conf": g.points.conf,
+        "points_view": g.points.view,
+        "image_hw": np.array(g.image_hw, np.int32),
+    }
+    if solved.alignment is not None:
+        arrays["world_alignment"] = solved.alignment
+        arrays["floor_plane"] = solved.floor_plane
+    return arrays
