@@ -224,7 +224,7 @@ def _build(
         sensor_width=options.sensor_width,
         extent=extent,
     )
-    camera["da3_source"] = source.to_dict()["path"]
+    camera["da3_source"] = source.path
     if clip is not None:
         add_clip_background(camera, clip)
         if scene.active_clip is None:
