@@ -191,5 +191,8 @@ def test_shot_inputs_and_options_in_the_panel(clean_scene, sub):
     s.input_mode = "VIDEO"
     assert "video_file" in draw(bpy.types.VIEW3D_PT_da3_inputs).texts("prop")
     assert sub("operators.reconstruct").why_not_ready(bpy.context) == "Choose a video file first"
+    s.input_mode = "CLIP"
+    assert "active_clip" in draw(bpy.types.VIEW3D_PT_da3_inputs).texts("prop")
+    assert "Clip Editor" in sub("operators.reconstruct").why_not_ready(bpy.context)
     s.input_mode = "FILES"
     assert not bpy.types.VIEW3D_PT_da3_shot.poll(bpy.context)
