@@ -26,6 +26,7 @@ from engine import protocol as p
 from engine.client import EngineClient
 from engine.errors import JobCancelled, UserError
 from engine.formats.bundle import is_complete, read_bundle
+from engine.frame_cache import FrameCache
 from engine.geometry.cameras import camera_centers
 from engine.geometry.streaming import plan_chunks
 from engine.shot_job import SHOT_CACHE, default_overlap, is_shot_request
@@ -196,6 +197,24 @@ def test_a_short_video_without_chunk_options_is_one_chunk_of_the_same_format(
     assert summary["chunks"] == 1 and b.shot["chunks"] == [[0, 5]] and b.report["joints"] == []
     assert b.images is None and b.num_views == 6 and len(b.points) > 0 and b.shot["fps"] == pytest.approx(25)
     assert not (tmp_path / "out" / SHOT_CACHE).exists()
+
+
+def test_the_frame_cache_gives_back_every_frame_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(5, 7), (6, 4), (5, 7), (1, 1)]]
+    with FrameCache(tmp_path / "cache" / "frames.raw") as cache:
+        assert [cache.append(f) for f in frames] == [0, 1, 2, 3]
+        assert cache.nbytes == sum(f.nbytes for f in frames)
+        for i in (2, 0, 3, 1, 2):
+            np.testing.assert_array_equal(cache.read(i), frames[i])
+        assert [f.shape for f in cache.read_range(range(1, 3))] == [(6, 4, 3), (5, 7, 3)]
+        with pytest.raises(IndexError):
+            cache.read(4)
+        with pytest.raises(ValueError, match="uint8"):
+            cache.append(np.zeros((2, 2, 3), np.float32))
+    assert (tmp_path / "cache" / "frames.raw").stat().st_size == sum(
+        f.nbytes for f in frames
+    )  # raw pixels only
 
 
 def test_which_jobs_are_shots(videos, tmp_path):
