@@ -113,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--frames", type=_frame_range, metavar="START:END:STEP", help="frame range (END exclusive)")
     add("--fps", type=float, metavar="F", help="take video frames at this rate instead of every frame")
+    add(
+        "--chunk-size",
+        type=int,
+        metavar="N",
+        help="frames per network pass for a shot (a video, or any input with this set); default: from memory",
+    )
+    add(
+        "--overlap", type=int, metavar="N", help="frames shared by consecutive chunks (default: half a chunk)"
+    )
     add("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
     add("--dtype", choices=DTYPES, default=d.dtype)
     add("--ref-view", choices=REF_VIEW_STRATEGIES, default=d.ref_view_strategy, help="world-frame view")
@@ -158,6 +167,8 @@ def _request(args: argparse.Namespace) -> ReconstructRequest:
         conf_percentile=args.conf_percentile,
         cameras=args.cameras,
         seed=args.seed,
+        chunk_size=args.chunk_size,
+        chunk_overlap=args.overlap,
     )
     inputs = tuple(os.path.abspath(path) for path in args.inputs)
     return ReconstructRequest(

@@ -501,12 +501,13 @@ class _Shot:
 
     def _shot_info(self, frames: _ShotFrames, solved, chunk: int, overlap: int, plan: list[range]) -> dict:
         """shot_json: the source's fps and frame count, the constant focal length, the chunking."""
-        fps, count = None, len(expand_inputs(list(self.request.inputs)))
+        fps, nominal, count = None, None, len(expand_inputs(list(self.request.inputs)))
         video = next((ref.path for ref in frames.refs if ref.frame_index >= 0), None)
         if video is not None:
             try:
                 info = probe_video(video)
                 fps, count = info.fps if info.fps > 0 else None, info.frame_count
+                nominal = info.nominal_fps if info.nominal_fps > 0 else fps
             except VideoReadError as exc:
                 self.context.log("warning", f"Could not read the frame rate of {Path(video).name}: {exc}")
         k = solved.k_plate.astype(np.float64)
@@ -514,6 +515,7 @@ class _Shot:
         focal_y, _ = robust_focal(k[:, 1, 1])
         return {
             "fps": fps,
+            "nominal_fps": nominal,  # the declared rate players time frames by (differs from fps for VFR)
             "frame_count": int(count),
             "focal_px": focal,
             "focal_y_px": focal_y,

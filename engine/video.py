@@ -36,6 +36,7 @@ class VideoInfo:
     frame_count: int  # exact: from the container, or counted from the stream's packets
     duration_s: float
     rotation_deg: int  # counter-clockwise rotation applied to decoded frames: 0, 90, 180 or 270
+    nominal_fps: float = 0.0  # the stream's declared rate (what players such as Blender time frames by)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         if duration <= 0 and container.duration:
             duration = container.duration / 1_000_000.0  # AV_TIME_BASE
         rate = stream.average_rate or stream.guessed_rate
+        nominal = stream.guessed_rate or stream.base_rate or rate
         count = int(stream.frames or 0)
     finally:
         container.close()
@@ -158,7 +160,8 @@ def probe_video(path: str | Path) -> VideoInfo:
         duration = count / fps
     if rotation in (90, 270):
         width, height = height, width
-    return VideoInfo(str(path), int(width), int(height), fps, count, duration, rotation)
+    nominal_fps = float(nominal) if nominal else fps
+    return VideoInfo(str(path), int(width), int(height), fps, count, duration, rotation, nominal_fps)
 
 
 def _count_packets(path: str | Path) -> int:

@@ -95,7 +95,7 @@ def default_source(bundle: Bundle, start_frame: int = 1) -> ShotSource:
     shot = bundle.shot or {}
     count = int(shot.get("frame_count") or 0) or int(np.max(bundle.frame_indices)) + 1
     h, w = (int(v) for v in bundle.original_sizes[0])
-    fps = float(shot.get("fps") or 0.0)
+    fps = float(shot.get("nominal_fps") or shot.get("fps") or 0.0)
     return ShotSource("VIDEO", path, os.path.basename(path), FrameMap(start_frame, 0, count - 1), fps, (w, h))
 
 
@@ -189,7 +189,7 @@ def _build(
 
     clip = _background_clip(source) if options.background else None
     fps = float(clip.fps) if clip is not None and clip.fps > 0 else source.fps
-    fps = fps or float((bundle.shot or {}).get("fps") or 0.0)
+    fps = fps or float((bundle.shot or {}).get("nominal_fps") or (bundle.shot or {}).get("fps") or 0.0)
     key_frames, rows = scene_keys(bundle.frame_indices, bundle.timestamps_s, fps, source.frame_map)
     view_frames = source.frame_map.scene_frame(
         movie_positions(bundle.frame_indices, bundle.timestamps_s, fps)

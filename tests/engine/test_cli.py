@@ -59,12 +59,14 @@ def test_reconstruct_a_video_frame_range(small_checkpoint, tmp_path):
     out = tmp_path / "out"
     done = run_engine(
         "reconstruct", video, "--out", out, "--model", small_checkpoint, "--process-res", 112,
-        "--frames", "2:9:3", "--export", "ply", "--device", "cpu",
+        "--frames", "1:10:1", "--chunk-size", "4", "--overlap", "2", "--export", "ply", "--device", "cpu",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     b = read_bundle(out)
-    assert b.frame_indices.tolist() == [2, 5, 8] and b.source_paths == (str(video),) * 3
+    assert b.frame_indices.tolist() == list(range(1, 10)) and b.source_paths == (str(video),) * 9
     assert b.shot is not None and b.depth is None and "points.ply" in b.files  # a video is a shot
+    assert b.shot["chunk_size"] == 4 and b.shot["overlap"] == 2 and len(b.shot["chunks"]) == 4
+    assert b.shot["nominal_fps"] == 25 and b.shot["fps"] == 25
     refused = run_engine(
         "reconstruct", video, "--out", tmp_path / "d", "--model", small_checkpoint, "--export", "depth"
     )

@@ -41,7 +41,7 @@ def vfr_mp4(tmp_path_factory, frames):
 def test_probe_reports_size_rate_count_and_duration(cfr_mkv, cfr_mp4):
     info = probe_video(cfr_mkv)
     assert (info.width, info.height, info.frame_count, info.rotation_deg) == (W, H, 30, 0)
-    assert info.fps == pytest.approx(24)
+    assert info.fps == pytest.approx(24) and info.nominal_fps == pytest.approx(24)
     assert info.duration_s == pytest.approx(30 / 24, abs=0.01)
     info = probe_video(cfr_mp4)
     assert (info.width, info.height, info.frame_count) == (W, H, 30)
