@@ -89,7 +89,9 @@ def main() -> None:
             output=str(tmp / "out"),
             model=str(checkpoint),
             options=JobOptions(
-                process_res=args.res, device=args.device, exports=("points", "glb", "colmap", "depth")
+                process_res=args.res,
+                device=args.device,
+                exports=("points", "glb", "colmap"),  # a video is a shot: no per-frame depth previews
             ),
         )
         context = BenchContext()
@@ -104,7 +106,7 @@ def main() -> None:
     import torch
 
     timings = summary["timings"]
-    stages = [name for name in context.rss_at_stage_end if name in timings]
+    stages = [name for name in timings if "." not in name]  # sub-stages (export.points …) listed below
     total = sum(timings[name] for name in stages)
     cpu = platform.processor() or platform.machine()
     print(f"DA3 end-to-end job: {args.frames} frames of a {width}x{height} H.264 video, da3-small (random)")
@@ -115,9 +117,9 @@ def main() -> None:
     print(f"(setup, not timed below: video + checkpoint written in {setup_s:.1f} s)\n")
     print(f"{'stage':<16} {'seconds':>8} {'share':>6} {'peak RSS MB':>12}")
     for stage in stages:
-        print(
-            f"{stage:<16} {timings[stage]:8.2f} {timings[stage] / total:6.1%} {context.rss_at_stage_end[stage]:12.0f}"
-        )
+        rss = context.rss_at_stage_end.get(stage)
+        rss_text = f"{rss:12.0f}" if rss is not None else f"{'':>12}"
+        print(f"{stage:<16} {timings[stage]:8.2f} {timings[stage] / total:6.1%} {rss_text}")
         if stage == "export":
             for name in [k for k in timings if k.startswith("export.")]:
                 print(f"  {name[len('export.') :]:<14} {timings[name]:8.2f} {timings[name] / total:6.1%}")
