@@ -121,14 +121,7 @@ class DA3_AddonPreferences(bpy.types.AddonPreferences):
 CLASSES = (DA3_AddonPreferences,)
 
 
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)  # in order; reversed on unregister
 
 
 __all__ = ["ADDON_ID", "DA3_AddonPreferences", "get_prefs", "prefs_values", "user_folder"]

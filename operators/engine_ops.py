@@ -132,12 +132,13 @@ class DA3_OT_open_preferences(bpy.types.Operator):
 CLASSES = (DA3_OT_unload_model, DA3_OT_setup_engine, DA3_OT_cancel_setup, DA3_OT_open_preferences)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)
+
+
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+    _register_classes()
 
 
 def unregister() -> None:
     stop_setup_timer()
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

@@ -75,11 +75,4 @@ class DA3_OT_clear_images(bpy.types.Operator):
 CLASSES = (DA3_OT_choose_images, DA3_OT_clear_images)
 
 
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)  # in order; reversed on unregister

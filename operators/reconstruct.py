@@ -287,14 +287,15 @@ def cancel_on_file_load(*_args) -> None:
 CLASSES = (DA3_OT_reconstruct, DA3_OT_cancel)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)
+
+
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.app.handlers.load_pre.append(cancel_on_file_load)
 
 
 def unregister() -> None:
     if cancel_on_file_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(cancel_on_file_load)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

@@ -165,11 +165,4 @@ def _draw_report(layout, root, summary) -> None:
 CLASSES = (VIEW3D_PT_da3_shot, VIEW3D_PT_da3_solve)
 
 
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)  # in order; reversed on unregister
