@@ -27,7 +27,9 @@ class RenderedView:
     depth: np.ndarray | None  # (H, W) z-depth, or None when not asked for
 
 
-def _material(name: str, color, checker: float | None = None) -> bpy.types.Material:
+def emissive_material(name: str, color, checker: float | None = None, dark=None) -> bpy.types.Material:
+    """Unlit colour (lights do not matter), optionally a checker with ``checker`` squares per unit whose
+    dark squares are ``dark`` (default: 35 % of the colour)."""
     mat = bpy.data.materials.new(name)
     mat.use_nodes = True
     tree = mat.node_tree
@@ -42,13 +44,13 @@ def _material(name: str, color, checker: float | None = None) -> bpy.types.Mater
     tex = tree.nodes.new("ShaderNodeTexChecker")
     tex.inputs["Scale"].default_value = checker
     tex.inputs["Color1"].default_value = (*color, 1.0)
-    tex.inputs["Color2"].default_value = tuple(0.35 * c for c in color) + (1.0,)
+    tex.inputs["Color2"].default_value = (*(dark or tuple(0.35 * c for c in color)), 1.0)
     tree.links.new(coords.outputs["Object"], tex.inputs["Vector"])
     tree.links.new(tex.outputs["Color"], emit.inputs["Color"])
     return mat
 
 
-def _add(primitive: str, material: bpy.types.Material, **kwargs) -> bpy.types.Object:
+def add_mesh(primitive: str, material: bpy.types.Material, **kwargs) -> bpy.types.Object:
     getattr(bpy.ops.mesh, f"primitive_{primitive}_add")(**kwargs)
     obj = bpy.context.active_object
     obj.data.materials.append(material)
@@ -70,13 +72,19 @@ def build_scene(scene: bpy.types.Scene, samples: int = 32) -> None:
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.55, 0.7, 0.9, 1.0)
     world.node_tree.nodes["Background"].inputs["Strength"].default_value = 1.0
     scene.world = world
-    _add("plane", _material("Floor", (0.85, 0.8, 0.7), 8.0), size=10.0)
-    wall = _add("cube", _material("Wall", (0.8, 0.4, 0.3), 2.5), size=1.0, location=(0, 3.0, 1.5))
+    add_mesh("plane", emissive_material("Floor", (0.85, 0.8, 0.7), 8.0), size=10.0)
+    wall = add_mesh("cube", emissive_material("Wall", (0.8, 0.4, 0.3), 2.5), size=1.0, location=(0, 3.0, 1.5))
     wall.scale = (6.0, 0.3, 3.0)
-    _add("cube", _material("Box", (0.2, 0.45, 0.85), 6.0), size=1.2, location=(-1.3, 0.6, 0.6))
-    _add("uv_sphere", _material("Ball", (0.95, 0.75, 0.15), 10.0), radius=0.7, location=(1.1, 0.2, 0.7))
-    _add(
-        "cone", _material("Cone", (0.25, 0.75, 0.35), 12.0), radius1=0.5, depth=1.4, location=(0.0, -1.2, 0.7)
+    add_mesh("cube", emissive_material("Box", (0.2, 0.45, 0.85), 6.0), size=1.2, location=(-1.3, 0.6, 0.6))
+    add_mesh(
+        "uv_sphere", emissive_material("Ball", (0.95, 0.75, 0.15), 10.0), radius=0.7, location=(1.1, 0.2, 0.7)
+    )
+    add_mesh(
+        "cone",
+        emissive_material("Cone", (0.25, 0.75, 0.35), 12.0),
+        radius1=0.5,
+        depth=1.4,
+        location=(0.0, -1.2, 0.7),
     )
 
 
@@ -97,32 +105,43 @@ def _opencv(scene: bpy.types.Scene, cam: bpy.types.Object) -> tuple[np.ndarray, 
     return K, w2c
 
 
-def _depth_output(scene: bpy.types.Scene, folder: str):
-    """A compositor File Output node writing the depth pass as a 32-bit EXR (Blender 4.x)."""
-    scene.view_layers[0].use_pass_z = True
-    scene.use_nodes = True
-    tree = scene.node_tree
-    tree.nodes.clear()
-    layers = tree.nodes.new("CompositorNodeRLayers")
-    composite = tree.nodes.new("CompositorNodeComposite")
-    tree.links.new(layers.outputs["Image"], composite.inputs["Image"])
-    out = tree.nodes.new("CompositorNodeOutputFile")
-    out.format.file_format = "OPEN_EXR"
-    out.format.color_depth = "32"
-    out.base_path = folder
-    tree.links.new(layers.outputs["Depth"], out.inputs[0])
-    return out
+class DepthOutput:
+    """A compositor File Output node writing the Z pass (planar camera depth; the background is 1e10) as
+    one 32-bit EXR per rendered frame: ``path(frame)``. Blender 4.x compositor API (what we test)."""
+
+    def __init__(self, scene: bpy.types.Scene, folder: str, prefix: str = "depth_") -> None:
+        if bpy.app.version >= (5, 0, 0):
+            raise NotImplementedError("DepthOutput uses the Blender 4.x compositor API")
+        scene.view_layers[0].use_pass_z = True
+        scene.render.use_compositing = True
+        scene.use_nodes = True
+        tree = scene.node_tree
+        tree.nodes.clear()
+        layers = tree.nodes.new("CompositorNodeRLayers")
+        composite = tree.nodes.new("CompositorNodeComposite")
+        tree.links.new(layers.outputs["Image"], composite.inputs["Image"])
+        self.node = tree.nodes.new("CompositorNodeOutputFile")
+        self.node.format.file_format, self.node.format.color_depth = "OPEN_EXR", "32"
+        self.node.base_path = self.folder = folder
+        tree.links.new(layers.outputs["Depth"], self.node.inputs[0])
+        self.set_prefix(prefix)
+
+    def set_prefix(self, prefix: str) -> None:
+        self.node.file_slots[0].path = self.prefix = prefix
+
+    def path(self, frame: int) -> str:
+        return os.path.join(self.folder, f"{self.prefix}{frame:04d}.exr")
 
 
-def _read_depth(path: str) -> np.ndarray:
+def read_image(path: str) -> np.ndarray:
+    """An image file as (H, W, C) float32, row 0 at the top (Blender's rows go bottom-up)."""
     image = bpy.data.images.load(path)
     try:
-        (w, h), channels = image.size, image.channels
-        pixels = np.empty(w * h * channels, np.float32)
+        pixels = np.empty(len(image.pixels), np.float32)
         image.pixels.foreach_get(pixels)
+        return pixels.reshape(image.size[1], image.size[0], image.channels)[::-1].copy()
     finally:
         bpy.data.images.remove(image)
-    return pixels.reshape(h, w, channels)[::-1, :, 0].copy()
 
 
 def render_views(
@@ -138,7 +157,7 @@ def render_views(
     os.makedirs(folder, exist_ok=True)
     scene.render.resolution_x, scene.render.resolution_y = size
     scene.render.resolution_percentage = 100
-    output = _depth_output(scene, folder) if depth else None
+    output = DepthOutput(scene, folder) if depth else None
     views = []
     for i in range(count):
         angle = math.radians(-125 + 70 * i / max(1, count - 1))
@@ -153,11 +172,11 @@ def render_views(
         path = os.path.join(folder, f"view_{i:03d}.png")
         scene.render.filepath = path
         if output is not None:
-            output.file_slots[0].path = f"depth_{i:03d}_"
+            output.set_prefix(f"depth_{i:03d}_")
             scene.frame_set(1)
         bpy.ops.render.render(write_still=True)
         K, w2c = _opencv(scene, cam)
-        z = _read_depth(os.path.join(folder, f"depth_{i:03d}_0001.exr")) if output is not None else None
+        z = read_image(output.path(1))[:, :, 0] if output is not None else None
         views.append(RenderedView(path, K, w2c, z))
     return views
 

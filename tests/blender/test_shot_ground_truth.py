@@ -30,6 +30,7 @@ from engine.geometry.floor import fit_floor, up_from_cameras, world_alignment
 from engine.geometry.streaming import ChunkStore, StreamingJoiner, plan_chunks
 from engine.geometry.trajectory import absolute_trajectory_error, path_length
 from tests.engine.synthetic_shot import BOXES, WALL_Y, Shot, camera_path, random_sim3, to_chunk
+from tools.synthetic_scene import DepthOutput, read_image
 
 from .render_utils import emissive_material, setup_cycles
 
@@ -61,45 +62,6 @@ def build_scene(scene) -> None:
         _box(f"Box {i}", lo, hi, emissive_material(f"Box {i}", colour, checker=4.0))
 
 
-def _depth_output(scene, folder: str) -> None:
-    """A compositor File Output node that writes the Z pass as a 32-bit EXR per frame."""
-    scene.view_layers[0].use_pass_z = True
-    scene.render.use_compositing = True
-    if bpy.app.version >= (5, 0, 0):
-        tree = bpy.data.node_groups.new("Depth", "CompositorNodeTree")
-        scene.compositing_node_group = tree
-        layers = tree.nodes.new("CompositorNodeRLayers")
-        out = tree.nodes.new("CompositorNodeOutputFile")
-        out.format.media_type = "IMAGE"
-        out.format.file_format, out.format.color_depth = "OPEN_EXR", "32"
-        out.directory, out.file_name = folder, "depth_"
-        out.file_output_items.new("FLOAT", "Depth")
-        tree.links.new(layers.outputs["Depth"], out.inputs["Depth"])
-        return
-    scene.use_nodes = True
-    tree = scene.node_tree
-    tree.nodes.clear()
-    layers = tree.nodes.new("CompositorNodeRLayers")
-    composite = tree.nodes.new("CompositorNodeComposite")
-    tree.links.new(layers.outputs["Image"], composite.inputs["Image"])
-    out = tree.nodes.new("CompositorNodeOutputFile")
-    out.format.file_format, out.format.color_depth = "OPEN_EXR", "32"
-    out.base_path = folder
-    out.file_slots[0].path = "depth_"
-    tree.links.new(layers.outputs["Depth"], out.inputs[0])
-
-
-def _read_image(path: str) -> np.ndarray:
-    """(H, W, C) float32, row 0 = top."""
-    image = bpy.data.images.load(path)
-    try:
-        pixels = np.empty(len(image.pixels), np.float32)
-        image.pixels.foreach_get(pixels)
-        return pixels.reshape(image.size[1], image.size[0], image.channels)[::-1]
-    finally:
-        bpy.data.images.remove(image)
-
-
 def _gt_camera(scene, sub) -> bpy.types.Object:
     convert = sub("scene.convert")
     params = convert.lens_params(_K(), np.array([[H, W]]))
@@ -118,7 +80,7 @@ def _render(scene, camera, path: str) -> np.ndarray:
     scene.camera = camera
     scene.render.filepath = path
     bpy.ops.render.render(write_still=True)
-    return _read_image(path)[:, :, :3]
+    return read_image(path)[:, :, :3]
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +93,7 @@ def rendered(ext, tmp_path_factory):
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     build_scene(scene)
-    _depth_output(scene, folder)
+    depth_output = DepthOutput(scene, folder)
     cam = _gt_camera(scene, sub)
     w2c = camera_path(N_FRAMES)
     matrices = sub("scene.convert").blender_camera_matrices(w2c)
@@ -140,7 +102,7 @@ def rendered(ext, tmp_path_factory):
         scene.frame_set(i + 1)  # movie frame i shows on scene frame i + 1
         cam.matrix_world = _matrix(matrices[i])
         plates.append(_render(scene, cam, os.path.join(folder, f"plate_{i:03d}.png")))
-        z = _read_image(os.path.join(folder, f"depth_{i + 1:04d}.exr"))[:, :, 0]
+        z = read_image(depth_output.path(i + 1))[:, :, 0]
         depth.append(np.where(z < 1e9, z, np.nan))  # the background is 1e10
     return np.stack(plates), np.stack(depth).astype(np.float32), w2c, _K()
 
