@@ -24,7 +24,7 @@ from . import cameras as camera_builders
 from . import points as point_builders
 from .convert import ENGINE_TO_BLENDER, scale_intrinsics
 
-__all__ = ["ImportOptions", "ImportResult", "import_bundle", "original_intrinsics"]
+__all__ = ["ImportOptions", "ImportResult", "bundle_points", "import_bundle", "original_intrinsics"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,32 @@ class _Created:
             data = getattr(bpy.data, name)
             for block in [b for b in data if b not in self.before[name]]:
                 data.remove(block)
+
+
+def bundle_points(bundle: Bundle, budget: int | None, conf_percentile: float = 40.0):
+    """``(xyz, rgb, conf, view)`` of a bundle's cloud, at most ``budget`` points, or None without one.
+
+    The engine's reduced cloud (``points_*``, shot bundles) when there is one, else points gathered
+    from the views' depth maps, leaving out the ``conf_percentile`` least confident pixels."""
+    if bundle.points is not None:
+        p = bundle.points
+        keep = np.arange(len(p))
+        if budget is not None and len(p) > budget:
+            keep = np.sort(np.random.default_rng(0).choice(len(p), budget, replace=False))
+        return p.xyz[keep], p.rgb[keep], p.conf[keep], p.view[keep]
+    if bundle.depth is None:
+        return None
+    pts = gather_points(
+        bundle.depth,
+        bundle.intrinsics,
+        bundle.extrinsics,
+        bundle.images,
+        bundle.conf,
+        bundle.sky,
+        budget=budget,
+        conf_percentile=conf_percentile if bundle.conf is not None else 0.0,
+    )
+    return pts.xyz, pts.rgb, pts.conf, pts.view
 
 
 def _is_video(bundle: Bundle) -> bool:
@@ -157,30 +183,13 @@ def _build(context: bpy.types.Context, bundle: Bundle, name: str, options: Impor
     root["da3_alignment"] = ENGINE_TO_BLENDER.ravel().tolist()  # what "Reset Alignment" goes back to
 
     cloud, count, extent = None, 0, None
-    if options.points and bundle.points is not None:  # the engine's reduced cloud stands in for depth
-        p = bundle.points
+    arrays = bundle_points(bundle, options.max_points, options.conf_percentile) if options.points else None
+    if arrays is not None:
         cloud = point_builders.create_point_cloud(
-            f"{name} Points", p.xyz, p.rgb, p.conf, p.view, collection, point_size=options.point_size
+            f"{name} Points", *arrays, collection, point_size=options.point_size
         )
         cloud.parent = root
-        count, extent = len(p), float(cloud["da3_scene_size"])
-    elif options.points and bundle.depth is not None:
-        pts = gather_points(
-            bundle.depth,
-            bundle.intrinsics,
-            bundle.extrinsics,
-            bundle.images,
-            bundle.conf,
-            bundle.sky,
-            budget=options.max_points,
-            conf_percentile=options.conf_percentile if bundle.conf is not None else 0.0,
-        )
-        count = len(pts)
-        cloud = point_builders.create_point_cloud(
-            f"{name} Points", pts.xyz, pts.rgb, pts.conf, pts.view, collection, point_size=options.point_size
-        )
-        cloud.parent = root
-        extent = float(cloud["da3_scene_size"])
+        count, extent = len(arrays[0]), float(cloud["da3_scene_size"])
     if extent is None:
         depth = np.asarray(bundle.depth) if bundle.depth is not None else np.ones(1)
         valid = depth[np.isfinite(depth) & (depth > 0)]

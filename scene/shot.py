@@ -28,10 +28,9 @@ from mathutils import Matrix
 from ..core.shot import FrameMap, ShotSource, movie_positions, scene_keys
 from ..core.solve import JointLine, SolveSummary
 from ..engine.formats.bundle import Bundle, read_bundle
-from ..engine.geometry.filters import gather_points
 from . import points as point_builders
 from .convert import DEFAULT_SENSOR_WIDTH, ENGINE_TO_BLENDER
-from .importer import ImportResult, _Created, original_intrinsics
+from .importer import ImportResult, _Created, bundle_points, original_intrinsics
 from .shot_camera import add_clip_background, create_shot_camera, set_scene_for_shot, shot_lens
 from .shot_inputs import load_clip
 
@@ -114,29 +113,6 @@ def _background_clip(source: ShotSource) -> bpy.types.MovieClip | None:
     return clip
 
 
-def _points(bundle: Bundle, budget: int | None):
-    """(xyz, rgb, conf, view) of the reduced cloud, or gathered from depth for bundles that have it."""
-    if bundle.points is not None:
-        p = bundle.points
-        keep = np.arange(len(p))
-        if budget is not None and len(p) > budget:
-            keep = np.sort(np.random.default_rng(0).choice(len(p), budget, replace=False))
-        return p.xyz[keep], p.rgb[keep], p.conf[keep], p.view[keep]
-    if bundle.depth is None:
-        return None
-    pts = gather_points(
-        bundle.depth,
-        bundle.intrinsics,
-        bundle.extrinsics,
-        bundle.images,
-        bundle.conf,
-        bundle.sky,
-        budget=budget,
-        conf_percentile=40.0 if bundle.conf is not None else 0.0,
-    )
-    return pts.xyz, pts.rgb, pts.conf, pts.view
-
-
 def import_shot(
     context: bpy.types.Context,
     source: str | os.PathLike | Bundle,
@@ -197,7 +173,7 @@ def _build(
 
     cloud, count, extent = None, 0, None
     if options.points:
-        cloud_arrays = _points(bundle, options.max_points)
+        cloud_arrays = bundle_points(bundle, options.max_points)
         if cloud_arrays is not None and len(cloud_arrays[0]):
             cloud = point_builders.create_point_cloud(f"{name} Points", *cloud_arrays, collection)
             cloud.parent = root
