@@ -361,6 +361,25 @@ def _metric(prediction, frames: _Frames, request: ReconstructRequest, context: C
     if prediction.units == "metre":
         context.log("info", f"{prediction.model_name} is already metric: no metric model needed.")
         return prediction
+    k_shrunk = _unprocess(prediction.transforms, prediction.intrinsics)  # in pixels both models see
+    scale, sky = metric_scale(
+        frames.images,
+        frames.transforms,
+        k_shrunk,
+        prediction.depth,
+        prediction.conf,
+        options,
+        context,
+        stages,
+    )
+    return scale_prediction(prediction, scale, sky=sky)
+
+
+def metric_scale(images, transforms, intrinsics, depth, conf, options: JobOptions, context, stages, where=""):
+    """Run the metric model (``options.metric_model``) on ``images`` with the relative model's
+    ``intrinsics`` (pixels of those images) and fit metres per unit of ``depth`` (N,H,W) on confident
+    ground pixels. Returns (scale, the metric model's sky mask or None); ``where`` names the frames used
+    in the log line."""
     from .pipeline import predict
 
     stages.begin("metric", 2, f"Loading the metric model {options.metric_model}")
@@ -370,24 +389,23 @@ def _metric(prediction, frames: _Frames, request: ReconstructRequest, context: C
             f"The metric model {options.metric_model} is not a metric depth model: choose "
             "depth-anything/DA3METRIC-LARGE (or a folder with it)."
         )
-    context.progress("metric", 1, 2, "Running the metric model")
-    k_shrunk = _unprocess(prediction.transforms, prediction.intrinsics)  # in pixels both models see
+    context.progress("metric", 1, 2, f"Running the metric model{where}")
     metric = predict(
         metric_model,
-        frames.images,
-        process_res=_batch_side(frames.transforms, options.process_res_method),
+        images,
+        process_res=_batch_side(transforms, options.process_res_method),
         process_res_method=options.process_res_method,
-        intrinsics=k_shrunk,
+        intrinsics=intrinsics,
         seed=options.seed,
         on_stage=lambda name: context.check_cancel(),
     )
     try:
-        scale = fit_scale(prediction.depth, metric.depth, prediction.conf, metric.sky)
+        scale = fit_scale(depth, metric.depth, conf, metric.sky)
     except MetricScaleError as exc:
         raise UserError(f"Metric scale failed: {exc}. Try without 'metric'.") from None
     context.progress("metric", 2, 2, f"1 unit = {scale:.4g} m")
-    context.log("info", f"Metric scale from {options.metric_model}: 1 unit = {scale:.4g} m")
-    return scale_prediction(prediction, scale, sky=metric.sky)
+    context.log("info", f"Metric scale from {options.metric_model}{where}: 1 unit = {scale:.4g} m")
+    return scale, metric.sky
 
 
 def _to_original(prediction, frames: _Frames) -> tuple[Any, np.ndarray]:

@@ -71,9 +71,17 @@ from .geometry.streaming import (
 from .geometry.trajectory import robust_focal
 from .inputs import VIDEO_EXTENSIONS, FrameRef, expand_inputs
 from .job_exports import SHOT_NOT_AVAILABLE, JobResult, ShotGeometry
-from .jobs import Context, _batch_side, _decode, _export, _load_model, _output_folder, _Stages, _unprocess
-from .metric_scale import MetricScaleError, fit_scale
-from .model.presets import METRIC_PRESETS
+from .jobs import (
+    Context,
+    _batch_side,
+    _decode,
+    _export,
+    _load_model,
+    _output_folder,
+    _Stages,
+    _unprocess,
+    metric_scale,
+)
 from .preprocess import ImageTransform
 from .protocol import JobOptions, ReconstructRequest
 from .video import VideoReadError, probe_video
@@ -413,33 +421,17 @@ class _Shot:
         if first.units == "metre":
             context.log("info", f"{first.model_name} is already metric: no metric model needed.")
             return None
-        from .pipeline import predict
-
-        self.stages.begin("metric", 2, f"Loading the metric model {options.metric_model}")
-        metric_model = context.model_for(options.metric_model, options.device, options.dtype)
-        if getattr(metric_model, "model_name", "") not in METRIC_PRESETS:
-            raise UserError(
-                f"The metric model {options.metric_model} is not a metric depth model: choose "
-                "depth-anything/DA3METRIC-LARGE (or a folder with it)."
-            )
         block = next(joined.iter_blocks())  # the first chunk's own frames, in the shot's world and units
-        context.progress("metric", 1, 2, f"Running the metric model on the first {len(block.frames)} frames")
-        metric = predict(
-            metric_model,
+        scale, _ = metric_scale(
             frames.read(self.cache, block.frames),
-            process_res=_batch_side(frames.transforms, options.process_res_method),
-            process_res_method=options.process_res_method,
-            intrinsics=joined.intrinsics[block.frames],  # processed pixels = the pixels both models see
-            seed=options.seed,
-            on_stage=lambda name: context.check_cancel(),
-        )
-        try:
-            scale = fit_scale(block.depth, metric.depth, block.conf, metric.sky)
-        except MetricScaleError as exc:
-            raise UserError(f"Metric scale failed: {exc}. Try without 'metric'.") from None
-        context.progress("metric", 2, 2, f"1 unit = {scale:.4g} m")
-        context.log(
-            "info", f"Metric scale from {options.metric_model} on the first chunk: 1 unit = {scale:.4g} m"
+            frames.transforms,
+            joined.intrinsics[block.frames],  # processed pixels = the pixels both models see
+            block.depth,
+            block.conf,
+            options,
+            context,
+            self.stages,
+            where=f" on the first {len(block.frames)} frames",
         )
         return scale
 
