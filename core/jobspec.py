@@ -143,7 +143,8 @@ def build_shot_request(
     except ShotError as exc:
         raise JobSpecError(str(exc)) from exc
     chunks = chunk_options(settings.get("chunk_size", 0), settings.get("chunk_overlap", 0))
-    options = _options(settings, prefs, frames=frames, **chunks)
+    positions = {"frame_positions_fps": source.fps} if source.fps > 0 else {}  # Blender's frame numbering
+    options = _options(settings, prefs, frames=frames, **chunks, **positions)
     job = new_job_id()
     return ReconstructRequest(
         job=job,

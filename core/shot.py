@@ -29,6 +29,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..engine import video
+
 __all__ = [
     "FrameMap",
     "ShotError",
@@ -201,7 +203,7 @@ def movie_positions(frame_indices: np.ndarray, timestamps_s: np.ndarray | None, 
         return idx.copy()
     t = np.asarray(timestamps_s, np.float64).reshape(-1)
     known = np.isfinite(t)
-    return np.where(known, np.rint(np.where(known, t, 0.0) * fps), idx).astype(np.int64)
+    return np.where(known, video.movie_positions(np.where(known, t, 0.0), fps), idx)
 
 
 def scene_keys(

@@ -71,6 +71,7 @@ class VideoSelection:
     end: int | None
     step: int
     target_fps: float | None
+    positions_fps: float | None = None  # start/end/step count movie positions at this rate (VFR, Blender)
 
 
 @dataclass
@@ -100,7 +101,9 @@ def _is_whole(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _check_frames(frames: FrameRange, target_fps: float | None) -> FrameRange:
+def _check_frames(
+    frames: FrameRange, target_fps: float | None, positions_fps: float | None = None
+) -> FrameRange:
     try:
         start, end, step = frames
     except (TypeError, ValueError):
@@ -116,6 +119,15 @@ def _check_frames(frames: FrameRange, target_fps: float | None) -> FrameRange:
             raise InputError(f"the target frame rate must be a positive number, got {target_fps!r}")
         if step != 1:
             raise InputError("give either a frame step or a target frame rate, not both")
+    if positions_fps is not None:
+        if (
+            not isinstance(positions_fps, numbers.Real)
+            or not math.isfinite(positions_fps)
+            or positions_fps <= 0
+        ):
+            raise InputError(f"the frame-position rate must be a positive number, got {positions_fps!r}")
+        if target_fps is not None:
+            raise InputError("give either a target frame rate or frame positions, not both")
     return int(start), None if end is None else int(end), int(step)
 
 
@@ -134,14 +146,18 @@ def _folder_images(folder: Path) -> list[Path]:
 
 
 def expand_inputs(
-    paths: list[str], *, frames: FrameRange = (0, None, 1), target_fps: float | None = None
+    paths: list[str],
+    *,
+    frames: FrameRange = (0, None, 1),
+    target_fps: float | None = None,
+    positions_fps: float | None = None,
 ) -> list[FrameRef | VideoSelection]:
     """Files and folders -> the plan: selected stills (FrameRef, frame_index -1) and videos to decode.
 
     Folders give their images in natural order (hidden files and subfolders ignored). Raises
     InputError for missing paths, unsupported files, image-less folders and empty selections.
     """
-    start, end, step = _check_frames(frames, target_fps)
+    start, end, step = _check_frames(frames, target_fps, positions_fps)
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
@@ -172,7 +188,7 @@ def expand_inputs(
                 run.append(p)
             elif suffix in VIDEO_EXTENSIONS:
                 close_run()
-                plan.append(VideoSelection(str(p), start, end, step, target_fps))
+                plan.append(VideoSelection(str(p), start, end, step, target_fps, positions_fps))
             else:
                 raise InputError(f"'{p.name}' ({p}) is not a supported file type. Accepted: {_accepted()}.")
         else:
@@ -194,7 +210,10 @@ def _estimate_count(item: FrameRef | VideoSelection) -> int:
         info = probe_video(item.path)
     except VideoReadError:
         return 1
-    stop = info.frame_count if item.end is None else min(item.end, info.frame_count)
+    frames = info.frame_count
+    if item.positions_fps is not None and info.duration_s > 0:  # positions up to the video's end
+        frames = max(1, int(round(info.duration_s * item.positions_fps)))
+    stop = frames if item.end is None else min(item.end, frames)
     count = len(range(item.start, stop, item.step))
     if item.target_fps is not None and info.fps > 0 and count > 0:
         span_s = (count - 1) / info.fps
@@ -221,7 +240,12 @@ def iter_frames(
         got = 0
         try:
             selected = read_frames(
-                item.path, start=item.start, end=item.end, step=item.step, target_fps=item.target_fps
+                item.path,
+                start=item.start,
+                end=item.end,
+                step=item.step,
+                target_fps=item.target_fps,
+                positions_fps=item.positions_fps,
             )
             for frame in selected:
                 got += 1
@@ -238,6 +262,7 @@ def load_frames(
     *,
     frames: FrameRange = (0, None, 1),
     target_fps: float | None = None,
+    positions_fps: float | None = None,
     skip_unreadable: bool = True,
     should_cancel: Callable[[], bool] = lambda: False,
     on_progress: Callable[[int, int, str], None] = lambda done, total, message: None,
@@ -249,11 +274,13 @@ def load_frames(
     - ``should_cancel()`` is checked before every frame; when it returns True, ``Cancelled`` is raised.
     - ``on_progress(done, total, message)`` after every frame; ``total`` is exact except for
       ``target_fps``, where it is estimated from the frame rate (and grows if needed).
+    - ``positions_fps``: the video frame range counts movie positions at that rate
+      (``video.movie_positions``, how Blender numbers variable-frame-rate footage), not decoded frames.
     - ``transform`` (optional) is applied to each frame as soon as it is decoded, e.g. the DA3
       resize, so a long high-resolution shot never sits in memory at full size.
     Raises InputError when no usable frame remains.
     """
-    plan = expand_inputs(paths, frames=frames, target_fps=target_fps)
+    plan = expand_inputs(paths, frames=frames, target_fps=target_fps, positions_fps=positions_fps)
     warnings: list[str] = []
     if target_fps is not None and any(isinstance(item, FrameRef) for item in plan):
         warnings.append("The target frame rate applies to videos only; still images use the frame range.")

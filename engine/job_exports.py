@@ -270,7 +270,10 @@ def _write_plates(
         return written
     options = request.options
     plan = expand_inputs(
-        list(request.inputs), frames=options.frames or (0, None, 1), target_fps=options.target_fps
+        list(request.inputs),
+        frames=options.frames or (0, None, 1),
+        target_fps=options.target_fps,
+        positions_fps=options.frame_positions_fps,
     )
     decoded = iter_frames([item for item in plan if isinstance(item, VideoSelection)])
     try:

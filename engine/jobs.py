@@ -277,6 +277,7 @@ def _decode(
             list(request.inputs),
             frames=options.frames or (0, None, 1),
             target_fps=options.target_fps,
+            positions_fps=options.frame_positions_fps,
             skip_unreadable=options.skip_unreadable,
             should_cancel=context.cancelled,
             on_progress=lambda done, total, message: context.progress("decode", done, total, message),

@@ -339,6 +339,9 @@ class JobOptions(_Checked):
     metric_model: str = DEFAULT_METRIC_MODEL  # hub id or folder of that metric model
     frames: tuple[int, int | None, int] | None = None  # (start, end, step) over the input frames, end excl.
     target_fps: float | None = None  # resample video inputs to this rate (None: every decoded frame)
+    frame_positions_fps: float | None = (
+        None  # `frames` counts movie positions round(t·fps) (Blender's VFR numbering)
+    )
     device: str = "auto"  # auto, cpu, mps, cuda, cuda:N
     dtype: str = "auto"  # one of DTYPES (auto: bf16/fp16 on CUDA, float32 elsewhere)
     exports: tuple[str, ...] = ()  # extra files beside reconstruction.npz, from EXPORTS
@@ -386,6 +389,11 @@ class JobOptions(_Checked):
                 fail("frames", f"(start, end, step) needs 0 <= start < end and step >= 1, got {self.frames}")
         if self.target_fps is not None and self.target_fps <= 0:
             fail("target_fps", f"must be positive, got {self.target_fps}")
+        if self.frame_positions_fps is not None:
+            if not self.frame_positions_fps > 0:
+                fail("frame_positions_fps", f"must be positive, got {self.frame_positions_fps}")
+            if self.target_fps is not None:
+                fail("frame_positions_fps", "cannot be combined with target_fps")
         if not _DEVICE_RE.match(self.device):
             fail("device", f"must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
         if self.dtype not in DTYPES:

@@ -229,6 +229,43 @@ class _UniformTimeSelector:
         return chosen
 
 
+def movie_positions(timestamps_s: np.ndarray, fps: float) -> np.ndarray:
+    """Movie positions ``round(t · fps)`` (int64) of frames at times ``t`` (seconds from the stream start).
+
+    This is how players such as Blender number a video's frames (one position per 1/fps of time), which
+    differs from the decode order for variable-frame-rate footage; the Blender side uses the same rule.
+    """
+    return np.rint(np.asarray(timestamps_s, np.float64) * float(fps)).astype(np.int64)
+
+
+class _PositionSelector:
+    """The frames on movie positions ``start, start + step, …`` before ``end`` (``movie_positions``); when
+    two frames fall on one position, the later one (the one a player shows there)."""
+
+    def __init__(self, start: int, end: int | None, step: int, fps: float) -> None:
+        self.start, self.end, self.step, self.fps = start, end, step, fps
+        self.pending: _Pick | None = None
+        self.pending_position = -1
+
+    def position(self, pick: _Pick) -> int:
+        return int(movie_positions(pick.time, self.fps))
+
+    def push(self, pick: _Pick) -> list[_Pick]:
+        pos = self.position(pick)
+        out = self.flush() if self.pending is not None and pos != self.pending_position else []
+        wanted = (
+            pos >= self.start and (self.end is None or pos < self.end) and (pos - self.start) % self.step == 0
+        )
+        if wanted:
+            self.pending, self.pending_position = pick, pos
+        return out
+
+    def flush(self) -> list[_Pick]:
+        out = [self.pending] if self.pending is not None else []
+        self.pending = None
+        return out
+
+
 def _check_selection(start: int, end: int | None, step: int, target_fps: float | None) -> None:
     if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
         raise VideoReadError(f"the first frame must be a whole number >= 0, got {start!r}")
@@ -250,17 +287,29 @@ def read_frames(
     end: int | None = None,
     step: int = 1,
     target_fps: float | None = None,
+    positions_fps: float | None = None,
 ) -> Iterator[VideoFrame]:
     """Decode the frames ``start <= index < end`` (end None: to the last frame), every ``step``-th.
 
     With ``target_fps`` the frames in that range are picked on a uniform time grid at that rate
-    instead (the frame nearest each grid time, no duplicates). Raises VideoReadError when the file
-    cannot be read or when the selection contains no frame (the message gives the video's range).
+    instead (the frame nearest each grid time, no duplicates). With ``positions_fps``, ``start``,
+    ``end`` and ``step`` count movie positions at that rate (``movie_positions``: how Blender numbers
+    the frames of variable-frame-rate footage) instead of decoded frames; the frames keep their decode
+    index. Raises VideoReadError when the file cannot be read or when the selection contains no frame
+    (the message gives the video's range).
     """
     _check_selection(start, end, step, target_fps)
+    if positions_fps is not None and (target_fps is not None or not positions_fps > 0):
+        raise VideoReadError("counting frames by movie position needs a positive rate and no target rate")
     container, stream = _open(path)
     name = Path(path).name
-    selector = _UniformTimeSelector(target_fps) if target_fps is not None else _StrideSelector(start, step)
+    if positions_fps is not None:
+        selector = _PositionSelector(start, end, step, positions_fps)
+    elif target_fps is not None:
+        selector = _UniformTimeSelector(target_fps)
+    else:
+        selector = _StrideSelector(start, step)
+    by_index = positions_fps is None  # else the range is in positions, checked by the selector
     origin = _stream_origin(stream)
     fallback_period = 1.0 / float(stream.average_rate or stream.guessed_rate or 24)
     index, produced, last_time, rotation = -1, 0, None, None
@@ -269,19 +318,24 @@ def read_frames(
         try:
             for frame in container.decode(stream):
                 index += 1
-                if end is not None and index >= end:
+                if by_index and end is not None and index >= end:
                     break
                 time = _time_of(frame, stream, origin)
                 if time is None:  # no timestamp at all: continue the previous frame's timing
                     time = 0.0 if last_time is None else last_time + fallback_period
                 last_time = time
-                if index < start:
+                if by_index and index < start:
                     continue
+                if not by_index and end is not None and selector.position(_Pick(index, time, None)) >= end:
+                    break
                 if rotation is None:
                     rotation = _rotation_of(frame, stream)
                 for pick in selector.push(_Pick(index, time, frame)):
                     produced += 1
                     yield VideoFrame(pick.index, pick.time, _to_rgb(pick.frame, rotation))
+            for pick in selector.flush() if not by_index else ():
+                produced += 1
+                yield VideoFrame(pick.index, pick.time, _to_rgb(pick.frame, rotation))
         except VideoReadError:
             raise
         except Exception as exc:
@@ -294,8 +348,9 @@ def read_frames(
     if produced == 0:  # only possible when the whole video ended before `start`
         if index < 0:
             raise VideoReadError(f"'{name}' contains no decodable video frames.")
+        unit = "frame" if by_index else f"position (at {positions_fps:g} fps)"
         raise VideoReadError(
             f"No frames selected from '{name}': it has {index + 1} frames (0-{index}, the last at "
-            f"{last_time or 0.0:.2f} s), but the selection starts at frame {start}. "
+            f"{last_time or 0.0:.2f} s), but the selection starts at {unit} {start}. "
             "Choose a frame range inside the video."
         )

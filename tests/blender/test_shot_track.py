@@ -58,6 +58,7 @@ def test_a_shot_request_takes_the_strip_range_stride_and_chunks(clean_scene, sub
     assert request.inputs == (movie,)
     assert request.options.frames == (3, 14, 3)  # scene 12..22 shows movie frames 3..13
     assert (request.options.chunk_size, request.options.chunk_overlap) == (6, 2)
+    assert request.options.frame_positions_fps == 24.0  # movie positions, as Blender numbers VFR footage
     with pytest.raises(jobspec.JobSpecError, match="smaller than the chunk size"):
         jobspec.build_shot_request(
             {**settings, "chunk_size": 4, "chunk_overlap": 4}, {"default_model": "DA3_SMALL"}, "", source

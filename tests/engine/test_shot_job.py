@@ -187,6 +187,21 @@ def test_a_variable_frame_rate_video_keeps_its_real_timestamps(videos, small_che
     assert b.shot["frame_count"] == len(VFR_TIMES)
 
 
+def test_a_range_in_movie_positions_solves_the_frames_blender_shows(videos, small_checkpoint, tmp_path):
+    """Blender numbers variable-frame-rate footage by time (position round(t · fps)); a job asked for
+    positions 0–11 at 10 fps solves the frames Blender shows there (the later of two on one position)."""
+    out = tmp_path / "out"
+    req = request(
+        [videos["vfr"]], out, small_checkpoint, chunk_size=4, frames=(0, 12, 1), frame_positions_fps=10.0
+    )
+    jobs.run_reconstruct(req, RecordingContext())
+    b = read_bundle(out)
+    # positions of VFR_TIMES at 10 fps: 0 0 1 1 3 3 4 5 6 6 10 10 10 13
+    assert b.frame_indices.tolist() == [1, 3, 5, 6, 7, 9, 12]
+    with pytest.raises(p.ProtocolError, match="frame_positions_fps"):
+        p.JobOptions(target_fps=12.0, frame_positions_fps=10.0)
+
+
 def test_a_short_video_without_chunk_options_is_one_chunk_of_the_same_format(
     videos, small_checkpoint, tmp_path
 ):

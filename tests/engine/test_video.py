@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.video import VideoReadError, probe_video, read_frames
+from engine.video import VideoReadError, movie_positions, probe_video, read_frames
 from tests.engine.media import make_test_images, read_frame_number, write_test_video
 
 av = pytest.importorskip("av")
@@ -161,3 +161,24 @@ def test_selection_that_picks_nothing_names_the_video_range(cfr_mkv):
 def test_bad_selection_arguments(cfr_mkv, kwargs, message):
     with pytest.raises(VideoReadError, match=message):
         list(read_frames(cfr_mkv, **kwargs))
+
+
+def test_frames_by_movie_position_for_variable_frame_rate(vfr_mp4, cfr_mkv):
+    """Blender numbers a movie's frames by time, round(t · fps): select by that numbering. Two frames on
+    one position: the later (the one shown there); positions no frame falls on give nothing."""
+    positions = movie_positions(np.array(VFR_TIMES), 10.0)
+    assert positions.tolist() == [0, 0, 1, 1, 3, 3, 4, 5, 6, 6, 10, 10, 10, 13, 13]
+    got = [f.index for f in read_frames(vfr_mp4, start=0, end=12, positions_fps=10.0)]
+    assert got == [1, 3, 5, 6, 7, 9, 12]
+    assert [f.index for f in read_frames(vfr_mp4, start=0, end=12, step=2, positions_fps=10.0)] == [
+        1,
+        6,
+        9,
+        12,
+    ]
+    assert [f.index for f in read_frames(vfr_mp4, start=11, positions_fps=10.0)] == [14]
+    # constant frame rate: positions are the decode indices
+    by_index = [f.index for f in read_frames(cfr_mkv, start=2, end=20, step=3)]
+    assert [f.index for f in read_frames(cfr_mkv, start=2, end=20, step=3, positions_fps=24.0)] == by_index
+    with pytest.raises(VideoReadError, match="position"):
+        list(read_frames(cfr_mkv, start=2, positions_fps=24.0, target_fps=12.0))
