@@ -17,7 +17,6 @@ import os
 import platform
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Mapping
 from functools import partial
@@ -36,6 +35,7 @@ from .protocol import (
     new_job_id,
 )
 from .version import ENGINE_VERSION, PROTOCOL_VERSION
+from .worker import ModelCache, ModelContext, probe_device
 
 # Command-line export names → job export names (None: the bundle itself, always written).
 CLI_EXPORTS = {
@@ -211,27 +211,18 @@ class ProgressBar:
             self._drawn = False
 
 
-class CliContext:
+class CliContext(ModelContext):
     """The job context of the command line: models loaded in this process, progress on stderr."""
 
     def __init__(self, job: str, *, offline: bool = False, stream: TextIO | None = None) -> None:
         from .weights import load_model
-        from .worker import ModelCache
 
-        self.job = job
+        super().__init__(job, ModelCache(partial(load_model, allow_download=not offline)))
         self.bar = ProgressBar(stream or sys.stderr)
         self.files: dict[str, str] = {}
-        self._models = ModelCache(partial(load_model, allow_download=not offline))
-        self._cancel = threading.Event()
 
-    def model_for(self, source: str, device: str = "auto", dtype: str = "auto") -> Any:
-        from .worker import probe_device, resolve_dtype
-
-        device = probe_device(device).device
-        dtype = resolve_dtype(dtype, device)
-        if self._models.key != (source, device, dtype):
-            self.log("info", f"Loading model {source} on {device} ({dtype})")
-        return self._models.get(source, device, dtype)
+    def default_device(self) -> str:
+        return probe_device("auto").device
 
     def progress(self, stage: str, current: int, total: int, message: str = "") -> None:
         self.bar.update(stage, current, total, message)
@@ -242,16 +233,6 @@ class CliContext:
 
     def result(self, files: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> None:
         self.files = {name: os.fspath(path) for name, path in files.items()}
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def check_cancel(self) -> None:
-        if self._cancel.is_set():
-            raise JobCancelled()
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:
@@ -345,8 +326,6 @@ def info(argv: list[str]) -> int:
     )
     parser.add_argument("--cache-dir", metavar="DIR", help="hub cache to list (default: the usual one)")
     args = parser.parse_args(argv)
-    from .worker import probe_device
-
     device = probe_device()
     lines = [
         f"DA3 Reconstruct engine {ENGINE_VERSION} (protocol {PROTOCOL_VERSION})",

@@ -165,25 +165,55 @@ class ModelCache:
         return True
 
 
-class JobContext:
-    """What a job runner gets: the model cache, event emitters and the cancel flag of its job."""
+class ModelContext:
+    """What every job context has (the engine process's and the command line's): models from a
+    ``ModelCache`` kept between jobs, and the job's cancel flag. Subclasses say which device "auto" means
+    (``default_device``) and how to ``log``."""
 
-    def __init__(self, worker: Worker, request: ReconstructRequest) -> None:
-        self.request = request
-        self.job = request.job
-        self.device = worker.device_info.device  # default device of this engine
-        self.device_info = worker.device_info
-        self._worker = worker
+    def __init__(self, job: str, models: ModelCache) -> None:
+        self.job = job
+        self._models = models
         self._cancel = threading.Event()
+
+    def default_device(self) -> str:
+        raise NotImplementedError
+
+    def log(self, level: str, message: str) -> None:
+        raise NotImplementedError
 
     def model_for(self, source: str, device: str = "auto", dtype: str = "auto") -> Any:
         """The model for (source, device, dtype), loaded once and kept between jobs ("auto" resolved)."""
-        device = self.device if device == "auto" else device
+        device = self.default_device() if device == "auto" else device
         dtype = resolve_dtype(dtype, device)
-        cache = self._worker.models
-        if cache.key != (source, device, dtype):
+        if self._models.key != (source, device, dtype):
             self.log("info", f"Loading model {source} on {device} ({dtype})")
-        return cache.get(source, device, dtype)
+        return self._models.get(source, device, dtype)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check_cancel(self) -> None:
+        """Raise JobCancelled if the user cancelled; call between frames, chunks and stages."""
+        if self._cancel.is_set():
+            raise JobCancelled()
+
+
+class JobContext(ModelContext):
+    """What a job runner gets in the engine process: the worker's model cache, event emitters and the
+    cancel flag of its job."""
+
+    def __init__(self, worker: Worker, request: ReconstructRequest) -> None:
+        super().__init__(request.job, worker.models)
+        self.request = request
+        self.device = worker.device_info.device  # default device of this engine
+        self.device_info = worker.device_info
+        self._worker = worker
+
+    def default_device(self) -> str:
+        return self.device
 
     def progress(self, stage: str, current: int, total: int, message: str = "") -> None:
         self._worker.emit(
@@ -197,17 +227,6 @@ class JobContext:
         """Report written files (name → path; "bundle" for reconstruction.npz) and a JSON summary."""
         paths = {name: os.fspath(path) for name, path in files.items()}
         self._worker.emit(ResultEvent(job=self.job, files=paths, summary=dict(summary or {})))
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def check_cancel(self) -> None:
-        """Raise JobCancelled if the user cancelled; call between frames, chunks and stages."""
-        if self._cancel.is_set():
-            raise JobCancelled()
 
 
 def _default_runner(request: ReconstructRequest, context: JobContext) -> Mapping[str, Any] | None:

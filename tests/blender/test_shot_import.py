@@ -24,14 +24,8 @@ def _similarity(scale=1.7, angle=0.4, t=(0.3, -0.2, 0.1)) -> np.ndarray:
     return m
 
 
-def _fcurves(id_block) -> dict[tuple[str, int], bpy.types.FCurve]:
-    action = id_block.animation_data.action
-    if hasattr(action, "layers"):
-        bag = action.layers[0].strips[0].channelbag(id_block.animation_data.action_slot)
-        curves = bag.fcurves
-    else:
-        curves = action.fcurves
-    return {(fc.data_path, fc.array_index): fc for fc in curves}
+def _fcurves(sub, id_block) -> dict[tuple[str, int], bpy.types.FCurve]:
+    return {(fc.data_path, fc.array_index): fc for fc in sub("scene.animation").fcurves_of(id_block)}
 
 
 def _key_frames(fcurve) -> np.ndarray:
@@ -65,7 +59,7 @@ def test_a_shot_becomes_one_camera_keyed_on_its_scene_frames(clean_scene, sub, t
     assert np.allclose(np.array(result.root.matrix_world), alignment, atol=1e-6)
 
     # The movie starts on scene frame 1, so movie frame k is keyed on scene frame k + 1.
-    curves = _fcurves(cam)
+    curves = _fcurves(sub, cam)
     assert set(curves) >= {("location", i) for i in range(3)} | {("rotation_quaternion", i) for i in range(4)}
     assert np.array_equal(_key_frames(curves["location", 0]), frames + 1)
     assert (scene.frame_start, scene.frame_end) == (5, 38)
@@ -98,7 +92,7 @@ def test_euler_keys_are_filtered_and_give_the_same_camera(clean_scene, sub, tmp_
     options = shot.ShotImportOptions(rotation_mode="EULER", points=False)
     cam = shot.import_shot(bpy.context, folder, options).cameras[0]
     assert cam.rotation_mode == "XYZ"
-    z = _fcurves(cam)["rotation_euler", 2]
+    z = _fcurves(sub, cam)["rotation_euler", 2]
     values = np.array([z.evaluate(f) for f in range(1, n + 1)])
     assert np.abs(np.diff(values)).max() < 0.1  # no 360° jump where the raw angle wraps
     for f in (1, 12, n):
@@ -114,7 +108,7 @@ def test_animated_focal_keys_the_lens_for_zoom_shots(clean_scene, sub, tmp_path)
     folder = write_shot_bundle(tmp_path / "zoom", frames, focal_jitter=0.05)
     options = shot.ShotImportOptions(animated_focal=True, points=False)
     cam = shot.import_shot(bpy.context, folder, options).cameras[0]
-    lens = _fcurves(cam.data)["lens", 0]
+    lens = _fcurves(sub, cam.data)["lens", 0]
     assert np.array_equal(_key_frames(lens), frames + 1)
     expected = arrays["intrinsics_original"][:, 0, 0] * 36.0 / PLATE_HW[1]
     assert np.allclose([lens.evaluate(f + 1) for f in frames], expected, rtol=1e-5)
@@ -126,7 +120,7 @@ def test_variable_frame_rate_frames_land_where_their_timestamps_are(clean_scene,
     times = np.array([0, 1, 2, 4, 5, 7]) / 24.0  # two dropped frames: decode order ≠ movie position
     folder = write_shot_bundle(tmp_path / "vfr", frames, timestamps_s=times)
     cam = shot.import_shot(bpy.context, folder, shot.ShotImportOptions(points=False)).cameras[0]
-    assert np.array_equal(_key_frames(_fcurves(cam)["location", 0]), [1, 2, 3, 5, 6, 8])
+    assert np.array_equal(_key_frames(_fcurves(sub, cam)["location", 0]), [1, 2, 3, 5, 6, 8])
 
 
 def test_the_solve_report_goes_on_the_root_into_a_text_and_the_summary(clean_scene, sub, tmp_path):
@@ -167,7 +161,7 @@ def test_the_movie_file_becomes_the_background_on_the_same_frames(clean_scene, s
     assert clip == result.clip and bpy.path.abspath(clip.filepath) == str(movie)
     # The clip shows movie position p on scene frame p + 7, like the strip.
     assert clip.frame_start - clip.frame_offset == 7
-    assert np.array_equal(_key_frames(_fcurves(cam)["location", 0]), frames + 7)
+    assert np.array_equal(_key_frames(_fcurves(sub, cam)["location", 0]), frames + 7)
 
 
 def test_a_failed_shot_import_leaves_nothing_behind(clean_scene, sub, tmp_path):

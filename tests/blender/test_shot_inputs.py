@@ -77,16 +77,9 @@ def _strips(scene):
     return editor.strips if hasattr(editor, "strips") else editor.sequences
 
 
-def _key_frames(cam) -> np.ndarray:
-    action = cam.animation_data.action
-    if hasattr(action, "layers"):
-        curves = action.layers[0].strips[0].channelbag(cam.animation_data.action_slot).fcurves
-    else:
-        curves = action.fcurves
-    fcurve = curves.find("location", index=0)
-    co = np.empty(2 * len(fcurve.keyframe_points), np.float32)
-    fcurve.keyframe_points.foreach_get("co", co)
-    return co[0::2].astype(int)
+def _key_frames(sub, cam) -> np.ndarray:
+    """The scene frames the camera's location is keyed on (the importer's own key reader)."""
+    return sub("scene.animation").key_values(cam, "location", 3)[0].astype(int)
 
 
 def test_a_trimmed_offset_strip_lands_on_the_right_scene_frames(clean_scene, sub, tmp_path, movie):
@@ -111,7 +104,7 @@ def test_a_trimmed_offset_strip_lands_on_the_right_scene_frames(clean_scene, sub
     solved = np.arange(start, end, step)
     folder = write_shot_bundle(tmp_path / "strip", solved, source_frames=MOVIE_FRAMES, plate_hw=(64, 96))
     result = shot.import_shot(bpy.context, folder, shot.ShotImportOptions(points=False), source)
-    keys = _key_frames(result.cameras[0])
+    keys = _key_frames(sub, result.cameras[0])
     assert keys[0] == 15 and len(keys) == len(solved)
     assert (scene.frame_start, scene.frame_end) == (keys[0], keys[-1])
     shown = [_shown_number(scene, int(f)) for f in keys]
@@ -143,7 +136,7 @@ def test_a_movie_clip_with_start_and_offset_maps_like_the_clip_editor(clean_scen
     folder = write_shot_bundle(tmp_path / "clip", solved, source_frames=MOVIE_FRAMES, plate_hw=(64, 96))
     result = shot.import_shot(bpy.context, folder, shot.ShotImportOptions(points=False), source)
     assert result.clip == clip and result.cameras[0].data.background_images[0].clip == clip
-    keys = _key_frames(result.cameras[0])
+    keys = _key_frames(sub, result.cameras[0])
     assert [_shown_number(scene, int(f)) for f in keys[::2]] == solved[::2].tolist()
 
 

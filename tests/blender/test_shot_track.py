@@ -31,16 +31,9 @@ def movie(tmp_path_factory):
     return str(write_test_video(path, list(shot.images), fps=24))
 
 
-def _location_keys(cam) -> np.ndarray:
-    sub_keys = cam.animation_data.action
-    if hasattr(sub_keys, "layers"):
-        curves = sub_keys.layers[0].strips[0].channelbag(cam.animation_data.action_slot).fcurves
-    else:
-        curves = sub_keys.fcurves
-    fcurve = curves.find("location", index=0)
-    co = np.empty(2 * len(fcurve.keyframe_points), np.float32)
-    fcurve.keyframe_points.foreach_get("co", co)
-    return co[0::2].astype(int)
+def _location_keys(sub, cam) -> np.ndarray:
+    """The scene frames the camera's location is keyed on (the importer's own key reader)."""
+    return sub("scene.animation").key_values(cam, "location", 3)[0].astype(int)
 
 
 def test_a_shot_request_takes_the_strip_range_stride_and_chunks(clean_scene, sub, tmp_path, movie):
@@ -103,7 +96,7 @@ def test_tracking_a_trimmed_strip_with_the_real_engine(clean_scene, sub, prefs, 
     cameras = [o for o in bpy.data.objects if o.type == "CAMERA"]
     assert len(cameras) == 1
     cam = cameras[0]
-    keys = _location_keys(cam)
+    keys = _location_keys(sub, cam)
     assert keys.tolist() == [12, 14, 16, 18, 20, 22]  # where the strip shows movie frames 3, 5, …, 13
     assert (scene.frame_start, scene.frame_end) == (12, 22) and scene.camera == cam
     assert (scene.render.resolution_x, scene.render.resolution_y) == (64, 48)
@@ -138,7 +131,7 @@ def test_tracking_the_clip_editors_clip_keys_it_and_shows_it(clean_scene, sub, t
     assert job.frames == len(solved) and job.meta["shot"]["clip"] == clip.name
     assert drive(sub, FakeOperator()) == {"FINISHED"}
     cam = next(o for o in bpy.data.objects if o.type == "CAMERA")
-    assert _location_keys(cam).tolist() == (solved + 5).tolist()
+    assert _location_keys(sub, cam).tolist() == (solved + 5).tolist()
     assert cam.data.background_images[0].clip == clip and len(bpy.data.movieclips) == 1
     assert (scene.frame_start, scene.frame_end) == (5, 20)
 
