@@ -111,8 +111,10 @@ def strip_frame_map(
     animation_offset_end: int = 0,
     reversed_frames: bool = False,
 ) -> FrameMap:
-    """A VSE movie strip's placement (its RNA values): scene ``f`` shows ``f − frame_start +
-    animation_offset_start`` within the trimmed range ``[frame_final_start, frame_final_end)``.
+    """A VSE movie strip's placement (its RNA values, under their 4.x names; 5.x calls them
+    ``content_start``, ``left_handle``, ``right_handle``, ``content_trim_start``, ``content_duration``):
+    scene ``f`` shows ``f − frame_start + animation_offset_start`` within the trimmed range
+    ``[frame_final_start, frame_final_end)``.
 
     ``frame_duration`` (the strip's content length) and ``movie_frames`` (the file's length) check that
     the strip plays the movie one frame per scene frame: a retimed strip does not, and is refused.

@@ -181,7 +181,7 @@ class VIEW3D_PT_da3_display(_Sidebar, bpy.types.Panel):
         return _points_modifier(context.active_object) is not None
 
     def draw(self, context):
-        from ..scene.nodes import modifier_input
+        from ..scene.compat import modifier_input_owner
 
         layout = self.layout
         obj = context.active_object
@@ -191,7 +191,8 @@ class VIEW3D_PT_da3_display(_Sidebar, bpy.types.Panel):
         col.use_property_split = True
         col.use_property_decorate = False
         for name in ("Point Size", "Min Confidence"):
-            col.prop(modifier, f'["{modifier_input(modifier, name)}"]', text=name)
+            data, prop = modifier_input_owner(modifier, name)
+            col.prop(data, prop, text=name)
 
 
 class VIEW3D_PT_da3_engine(_Sidebar, bpy.types.Panel):

@@ -27,6 +27,7 @@ class _Sidebar:
 
 
 def _strip_label(scene) -> tuple[str, str]:
+    from ..scene.compat import strip_timing
     from ..scene.shot_inputs import movie_strips
 
     selected = [s for s in movie_strips(scene) if s.select]
@@ -37,7 +38,8 @@ def _strip_label(scene) -> tuple[str, str]:
         if selected:
             return f"{len(selected)} movie strips selected: click one", "ERROR"
         return "Select a movie strip in the Video Sequencer", "INFO"
-    return f"{strip.name}: frames {strip.frame_final_start}-{strip.frame_final_end - 1}", "SEQUENCE"
+    timing = strip_timing(strip)
+    return f"{strip.name}: frames {timing.left_handle}-{timing.right_handle - 1}", "SEQUENCE"
 
 
 def draw_shot_input(layout, context, s) -> None:

@@ -11,23 +11,9 @@ from collections.abc import Callable
 import bpy
 import numpy as np
 
+from .compat import fcurve_factory, fcurves_of  # the action API differs between 4.2 and 4.4+
+
 __all__ = ["fcurve_factory", "fcurves_of", "key_values", "set_keys"]
-
-
-def fcurve_factory(id_block: bpy.types.ID) -> Callable[[str, int], bpy.types.FCurve]:
-    """A function ``new(data_path, index) -> FCurve`` on ``id_block``'s action (created if needed)."""
-    anim = id_block.animation_data or id_block.animation_data_create()
-    if anim.action is None:
-        anim.action = bpy.data.actions.new(f"{id_block.name} Action")
-    action = anim.action
-    if hasattr(action, "layers"):  # 4.4+: slotted, layered actions
-        if anim.action_slot is None:
-            anim.action_slot = action.slots.new(id_type=id_block.id_type, name=id_block.name)
-        layer = action.layers[0] if len(action.layers) else action.layers.new("Layer")
-        strip = layer.strips[0] if len(layer.strips) else layer.strips.new(type="KEYFRAME")
-        bag = strip.channelbag(anim.action_slot, ensure=True)
-        return lambda path, index: bag.fcurves.new(path, index=index)
-    return lambda path, index: action.fcurves.new(path, index=index)
 
 
 def set_keys(
@@ -52,20 +38,6 @@ def set_keys(
         points.foreach_set("co", co.ravel())
         points.foreach_set("interpolation", modes)
         fcurve.update()
-
-
-def fcurves_of(id_block: bpy.types.ID) -> list:
-    """The F-curves of ``id_block``'s action (its slot's channelbag on 4.4+), [] when it has none."""
-    anim = id_block.animation_data
-    action = anim.action if anim is not None else None
-    if action is None:
-        return []
-    if hasattr(action, "layers"):
-        if anim.action_slot is None or not len(action.layers) or not len(action.layers[0].strips):
-            return []
-        bag = action.layers[0].strips[0].channelbag(anim.action_slot)
-        return list(bag.fcurves) if bag is not None else []
-    return list(action.fcurves)
 
 
 def key_values(id_block: bpy.types.ID, data_path: str, size: int) -> tuple[np.ndarray, np.ndarray] | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bpy
 
+from .compat import ensure_node_tree
+
 __all__ = ["POINT_MATERIAL", "point_color_material"]
 
 POINT_MATERIAL = "DA3 Point Color"
@@ -19,9 +21,7 @@ def point_color_material(color_attribute: str = "Color") -> bpy.types.Material:
     if mat is None:
         mat = bpy.data.materials.new(POINT_MATERIAL)
     mat["da3_version"] = _VERSION
-    if not mat.use_nodes:
-        mat.use_nodes = True  # deprecated in 5.0 (always on), still needed in 4.x
-    tree = mat.node_tree
+    tree = ensure_node_tree(mat)
     tree.nodes.clear()
     attr = tree.nodes.new("ShaderNodeAttribute")
     attr.attribute_type = "GEOMETRY"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bpy
 
+from .compat import set_modifier_input
+
 __all__ = ["MODIFIER_NAME", "POINTS_GROUP", "SOCKETS", "add_point_cloud_modifier", "point_cloud_group"]
 
 POINTS_GROUP = "DA3 Points"
@@ -20,14 +22,6 @@ SOCKETS = {
     "Scene Size": ("NodeSocketFloat", 1.0, 0.0, 1e9, "Size of the scene (set on import)"),
     "Min Confidence": ("NodeSocketFloat", 0.0, 0.0, 1.0, "Hide this share of the least confident points"),
 }
-
-
-def _interface_inputs(group: bpy.types.NodeTree) -> dict[str, bpy.types.NodeTreeInterfaceSocket]:
-    return {
-        item.name: item
-        for item in group.interface.items_tree
-        if item.item_type == "SOCKET" and item.in_out == "INPUT"
-    }
 
 
 def point_cloud_group(rank_attribute: str = "confidence_rank") -> bpy.types.GeometryNodeTree:
@@ -79,19 +73,14 @@ def point_cloud_group(rank_attribute: str = "confidence_rank") -> bpy.types.Geom
     return group
 
 
-def modifier_input(modifier: bpy.types.NodesModifier, name: str) -> str:
-    """The key of a group input on a modifier (``modifier[key]`` holds its value)."""
-    return _interface_inputs(modifier.node_group)[name].identifier
-
-
 def add_point_cloud_modifier(
     obj: bpy.types.Object, material: bpy.types.Material, *, scene_size: float, point_size: float
 ) -> bpy.types.NodesModifier:
     """Add the "DA3 Points" modifier to ``obj`` with this cloud's scene size and point size."""
     modifier = obj.modifiers.new(MODIFIER_NAME, "NODES")
     modifier.node_group = point_cloud_group()
-    modifier[modifier_input(modifier, "Scene Size")] = float(scene_size)
-    modifier[modifier_input(modifier, "Point Size")] = float(point_size)
-    modifier[modifier_input(modifier, "Min Confidence")] = 0.0
-    modifier[modifier_input(modifier, "Material")] = material
+    set_modifier_input(modifier, "Scene Size", float(scene_size))
+    set_modifier_input(modifier, "Point Size", float(point_size))
+    set_modifier_input(modifier, "Min Confidence", 0.0)
+    set_modifier_input(modifier, "Material", material)
     return modifier

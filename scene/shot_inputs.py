@@ -12,6 +12,7 @@ import os
 import bpy
 
 from ..core.shot import ShotError, ShotSource, clip_frame_map, file_frame_map, strip_frame_map
+from .compat import sequencer_strips, strip_timing
 
 __all__ = [
     "active_clip",
@@ -59,11 +60,7 @@ def clip_source(clip: bpy.types.MovieClip | None) -> ShotSource:
 
 def movie_strips(scene: bpy.types.Scene) -> list:
     """Every movie strip of the scene's sequencer (top level and inside meta strips)."""
-    editor = scene.sequence_editor
-    if editor is None:
-        return []
-    strips = editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
-    return [s for s in strips if s.type == "MOVIE"]
+    return [s for s in sequencer_strips(scene) if s.type == "MOVIE"]
 
 
 def selected_movie_strip(scene: bpy.types.Scene):
@@ -107,15 +104,16 @@ def strip_source(strip) -> ShotSource:
         raise ShotError("Pick a movie strip (not an image, scene or effect strip).")
     path = _movie_path(strip.filepath, f"the strip '{strip.name}'")
     frames, clip_fps, size = _movie_length(path)
+    timing = strip_timing(strip)
     frame_map = strip_frame_map(
-        strip.frame_start,
-        strip.frame_final_start,
-        strip.frame_final_end,
-        strip.animation_offset_start,
-        frame_duration=strip.frame_duration,
+        timing.content_start,
+        timing.left_handle,
+        timing.right_handle,
+        timing.trim_start,
+        frame_duration=timing.content_duration,
         movie_frames=frames,
-        animation_offset_end=strip.animation_offset_end,
-        reversed_frames=strip.use_reverse_frames,
+        animation_offset_end=timing.trim_end,
+        reversed_frames=timing.reversed,
     )
     fps = float(strip.fps) if strip.fps > 0 else clip_fps
     if strip.elements and strip.elements[0].orig_width > 0:

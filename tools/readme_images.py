@@ -68,7 +68,7 @@ def _save_png(path: str, rgb: np.ndarray) -> None:
 def main() -> int:
     load_extension()
     from da3_reconstruct.engine.formats.bundle import write_bundle
-    from da3_reconstruct.scene import convert, importer
+    from da3_reconstruct.scene import compat, convert, importer
 
     out_dir = ROOT / "docs" / "images"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,13 +104,13 @@ def main() -> int:
     scene.cycles.use_denoising = False
     scene.view_settings.view_transform = "Standard"
     world = bpy.data.worlds.new("Dark")
-    world.use_nodes = True
+    compat.ensure_node_tree(world)
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.02, 0.02, 0.025, 1.0)
     scene.world = world
 
     modifier = points.modifiers[0]
-    size_key = sys.modules["da3_reconstruct.scene.nodes"].modifier_input(modifier, "Point Size")
-    modifier[size_key] = 1.5 * modifier[size_key]  # a little larger for a still picture
+    size = compat.modifier_input_value(modifier, "Point Size")
+    compat.set_modifier_input(modifier, "Point Size", 1.5 * size)  # a little larger for a still picture
 
     # A new viewpoint above and beside the reference camera, looking at the cloud's centre.
     co = np.empty(len(points.data.vertices) * 3, np.float32)

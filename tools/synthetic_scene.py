@@ -3,18 +3,34 @@
 Emissive, textured objects (so lights do not matter and renders are deterministic) on a checker floor,
 seen by cameras on an arc. ``render_views`` returns each view's image file, its OpenCV intrinsics and
 world-to-camera extrinsics (from Blender's own projection), and its z-depth from the Cycles depth pass.
-Needs bpy (Blender 4.5 as a module); used by tools/demo.py and tools/readme_images.py.
+Needs bpy (Blender 4.2–5.x as a module); used by tools/demo.py and tools/readme_images.py.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import bpy
 import numpy as np
 from mathutils import Vector
+
+
+def _extension_compat():
+    """The extension's Blender 4.x/5.x compatibility module (bpy only), loaded from its file."""
+    path = Path(__file__).resolve().parents[1] / "scene" / "compat.py"
+    spec = importlib.util.spec_from_file_location("_da3_tools_compat", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+ensure_node_tree = _extension_compat().ensure_node_tree
 
 __all__ = ["RenderedView", "build_scene", "render_views"]
 
@@ -31,8 +47,7 @@ def emissive_material(name: str, color, checker: float | None = None, dark=None)
     """Unlit colour (lights do not matter), optionally a checker with ``checker`` squares per unit whose
     dark squares are ``dark`` (default: 35 % of the colour)."""
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
-    tree = mat.node_tree
+    tree = ensure_node_tree(mat)
     tree.nodes.clear()
     emit = tree.nodes.new("ShaderNodeEmission")
     out = tree.nodes.new("ShaderNodeOutputMaterial")
@@ -68,8 +83,7 @@ def build_scene(scene: bpy.types.Scene, samples: int = 32) -> None:
     scene.render.image_settings.file_format = "PNG"
     scene.render.image_settings.color_mode = "RGB"
     world = bpy.data.worlds.new("Sky")
-    world.use_nodes = True
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.55, 0.7, 0.9, 1.0)
+    ensure_node_tree(world).nodes["Background"].inputs["Color"].default_value = (0.55, 0.7, 0.9, 1.0)
     world.node_tree.nodes["Background"].inputs["Strength"].default_value = 1.0
     scene.world = world
     add_mesh("plane", emissive_material("Floor", (0.85, 0.8, 0.7), 8.0), size=10.0)
@@ -107,30 +121,47 @@ def _opencv(scene: bpy.types.Scene, cam: bpy.types.Object) -> tuple[np.ndarray, 
 
 class DepthOutput:
     """A compositor File Output node writing the Z pass (planar camera depth; the background is 1e10) as
-    one 32-bit EXR per rendered frame: ``path(frame)``. Blender 4.x compositor API (what we test)."""
+    one 32-bit EXR per rendered frame: ``path(frame)``. Works with the 4.x compositor (``scene.node_tree``,
+    file slots) and the 5.x one (a compositing node group, ``directory``/``file_name``/output items)."""
 
     def __init__(self, scene: bpy.types.Scene, folder: str, prefix: str = "depth_") -> None:
-        if bpy.app.version >= (5, 0, 0):
-            raise NotImplementedError("DepthOutput uses the Blender 4.x compositor API")
         scene.view_layers[0].use_pass_z = True
         scene.render.use_compositing = True
-        scene.use_nodes = True
-        tree = scene.node_tree
-        tree.nodes.clear()
+        self.folder = folder
+        if "compositing_node_group" in scene.bl_rna.properties:  # 5.x: the compositor is a node group
+            tree = bpy.data.node_groups.new("Depth Output", "CompositorNodeTree")
+            scene.compositing_node_group = tree
+        else:
+            scene.use_nodes = True
+            tree = scene.node_tree
+            tree.nodes.clear()
         layers = tree.nodes.new("CompositorNodeRLayers")
-        composite = tree.nodes.new("CompositorNodeComposite")
-        tree.links.new(layers.outputs["Image"], composite.inputs["Image"])
         self.node = tree.nodes.new("CompositorNodeOutputFile")
-        self.node.format.file_format, self.node.format.color_depth = "OPEN_EXR", "32"
-        self.node.base_path = self.folder = folder
-        tree.links.new(layers.outputs["Depth"], self.node.inputs[0])
+        self._items = "file_output_items" in self.node.bl_rna.properties
+        if self._items:
+            self.node.format.media_type = "IMAGE"  # before the file format (5.x)
+            self.node.format.file_format, self.node.format.color_depth = "OPEN_EXR", "32"
+            self.node.directory = folder
+            self.node.file_output_items.new("FLOAT", "Depth")
+            tree.links.new(layers.outputs["Depth"], self.node.inputs["Depth"])
+        else:
+            composite = tree.nodes.new("CompositorNodeComposite")
+            tree.links.new(layers.outputs["Image"], composite.inputs["Image"])
+            self.node.format.file_format, self.node.format.color_depth = "OPEN_EXR", "32"
+            self.node.base_path = folder
+            tree.links.new(layers.outputs["Depth"], self.node.inputs[0])
         self.set_prefix(prefix)
 
     def set_prefix(self, prefix: str) -> None:
-        self.node.file_slots[0].path = self.prefix = prefix
+        self.prefix = prefix
+        if self._items:  # 5.x: "<file name><item>.exr", frame numbers only where the name has #
+            self.node.file_name = f"{prefix}####_"
+        else:
+            self.node.file_slots[0].path = prefix
 
     def path(self, frame: int) -> str:
-        return os.path.join(self.folder, f"{self.prefix}{frame:04d}.exr")
+        name = f"{self.prefix}{frame:04d}_Depth.exr" if self._items else f"{self.prefix}{frame:04d}.exr"
+        return os.path.join(self.folder, name)
 
 
 def read_image(path: str) -> np.ndarray:

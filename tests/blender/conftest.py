@@ -36,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PKG_ID = "da3_reconstruct"
 REPO_MODULE = "pytest_dev"
 MODULE_NAME = f"bl_ext.{REPO_MODULE}.{PKG_ID}"
+# The engine's Python (with torch) for the tests that start the real engine. Blender's venv has no torch:
+# tools/test.sh names the engine's venv here; on its own the suite uses this interpreter.
+ENGINE_PYTHON = os.environ.get("DA3_ENGINE_PYTHON") or sys.executable
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # tests.fakes (the scripted fake engine) and the engine for fixtures
 
@@ -133,20 +136,24 @@ def draw(panel_cls, context=None) -> RecordingLayout:
     return fake.layout
 
 
-def run_python(code: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run Python code in a fresh interpreter of this venv (for what must not happen in this process)."""
+def run_python(
+    code: str, env: dict | None = None, timeout: float = 120, python: str = sys.executable
+) -> subprocess.CompletedProcess:
+    """Run Python code in a fresh interpreter (Blender's venv unless ``python`` says otherwise), for what
+    must not happen in this process."""
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
+        [python, "-c", code], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
     )
 
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory):
-    """A random but well-conditioned da3-small checkpoint, written by a child process (torch stays out)."""
+    """A random but well-conditioned da3-small checkpoint, written by the engine's Python (torch stays out)."""
     folder = tmp_path_factory.mktemp("checkpoint") / "da3-small"
     out = run_python(
         "from engine.model.random_weights import write_random_checkpoint\n"
-        f"write_random_checkpoint({str(folder)!r}, 'da3-small')\n"
+        f"write_random_checkpoint({str(folder)!r}, 'da3-small')\n",
+        python=ENGINE_PYTHON,
     )
     assert out.returncode == 0, out.stderr
     return folder

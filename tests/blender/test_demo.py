@@ -5,14 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .conftest import ROOT
+from .conftest import ENGINE_PYTHON, ROOT
 
 
 def test_demo_builds_installs_reconstructs_saves_and_renders(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "demo.py"), "--generated-checkpoint", "--views", "3"]
-        + ["--process-res", "140", "--out", str(out)],
+        + ["--process-res", "140", "--out", str(out), "--engine-python", ENGINE_PYTHON],
         capture_output=True,
         text=True,
         timeout=600,

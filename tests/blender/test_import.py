@@ -72,7 +72,7 @@ def test_cameras_carry_exact_intrinsics_and_poses(clean_scene, sub, tmp_path):
 
 def test_point_cloud_draws_points_with_a_live_confidence_cut(clean_scene, sub, tmp_path):
     importer = sub("scene.importer")
-    nodes = sub("scene.nodes")
+    nodes, compat = sub("scene.nodes"), sub("scene.compat")
     folder = write_wall_bundle(tmp_path / "wall", n=2)
     result = importer.import_bundle(
         bpy.context, folder, importer.ImportOptions(conf_percentile=0, max_points=None)
@@ -91,10 +91,10 @@ def test_point_cloud_draws_points_with_a_live_confidence_cut(clean_scene, sub, t
     assert [m.name for m in cloud.materials] == [sub("scene.materials").POINT_MATERIAL]
     radius = np.empty(len(cloud.points), np.float32)
     cloud.attributes["radius"].data.foreach_get("value", radius)
-    size = modifier[nodes.modifier_input(modifier, "Point Size")]
+    size = compat.modifier_input_value(modifier, "Point Size")
     assert np.allclose(radius, size * obj["da3_scene_size"], rtol=1e-5) and 0 < size < 0.01
 
-    modifier[nodes.modifier_input(modifier, "Min Confidence")] = 0.5
+    compat.set_modifier_input(modifier, "Min Confidence", 0.5)
     obj.update_tag()
     geometry = evaluated()
     kept = len(geometry.pointcloud.points)

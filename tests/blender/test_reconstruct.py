@@ -20,7 +20,7 @@ import pytest
 from tests.fakes.fake_engine import fake_engine_argv, fake_env
 
 from .bundles import write_wall_bundle
-from .conftest import draw
+from .conftest import ENGINE_PYTHON, draw
 
 TIMER = types.SimpleNamespace(type="TIMER", value="NOTHING")
 ESC = types.SimpleNamespace(type="ESC", value="PRESS")
@@ -78,7 +78,7 @@ def job_settings(clean_scene, prefs, photos, checkpoint):
     s.model = "CUSTOM"
     s.custom_model = str(checkpoint)
     s.process_res = 56
-    prefs.engine_python = sys.executable
+    prefs.engine_python = ENGINE_PYTHON
     prefs.device = "cpu"
     return s
 

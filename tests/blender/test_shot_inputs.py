@@ -88,15 +88,16 @@ def test_a_trimmed_offset_strip_lands_on_the_right_scene_frames(clean_scene, sub
     _plain_output(scene, tmp_path)
     strip = _strips(scene).new_movie("plate", movie, channel=2, frame_start=10)
     strip.animation_offset_start = 2  # the strip's content starts at movie frame 2 ...
-    strip.frame_offset_start = 3  # ... and is trimmed by 3 at the start (scene 13 shows movie frame 5)
+    strip.frame_offset_start = 3  # ... and is trimmed by 3 at the start (it plays from movie frame 5)
     strip.frame_offset_end = 5
     scene.sequence_editor.active_strip = strip
     strip.select = True
 
     source = inputs.strip_source(inputs.selected_movie_strip(scene))
-    assert source.frame_map.scene_range == (strip.frame_final_start, strip.frame_final_end - 1)
+    timing = sub("scene.compat").strip_timing(strip)
+    assert source.frame_map.scene_range == (timing.left_handle, timing.right_handle - 1)
     scene.render.use_sequencer = True
-    for frame in (strip.frame_final_start, 20, strip.frame_final_end - 1):
+    for frame in (timing.left_handle, 20, timing.right_handle - 1):
         assert _shown_number(scene, frame) == source.frame_map.position(frame)
 
     # A job over scene frames 15..36 every 4th frame, then the camera of those movie frames.

@@ -17,7 +17,7 @@ import pytest
 from tests.engine.media import write_test_video
 from tests.engine.synthetic_shot import render
 
-from .conftest import draw
+from .conftest import ENGINE_PYTHON, draw
 from .test_reconstruct import FakeOperator, drive
 
 MOVIE_FRAMES = 16
@@ -68,10 +68,15 @@ def test_tracking_a_trimmed_strip_with_the_real_engine(clean_scene, sub, prefs, 
     editor = scene.sequence_editor_create()
     strips = editor.strips if hasattr(editor, "strips") else editor.sequences
     strip = strips.new_movie("dolly", movie, channel=1, frame_start=10)
-    strip.animation_offset_start = 1  # scene 10 shows movie frame 1 ...
-    strip.frame_offset_start = 2  # ... trimmed: the strip starts on scene 12 (movie frame 3)
-    strip.frame_offset_end = 1  # and ends on scene 23 (movie frame 14)
+    strip.animation_offset_start = 1  # hold offset: the content starts at movie frame 1 ...
+    strip.frame_offset_start = 2  # ... trimmed by 2: the strip plays from movie frame 3
+    strip.frame_offset_end = 1  # to movie frame 14
     editor.active_strip, strip.select = strip, True
+    # Where the strip puts movie frame 0, from the strip's own timing: 4.x keeps the content's start on
+    # scene 10 when the hold offset changes (scene 10 shows movie frame 1), 5.x moves it to 11.
+    timing = sub("scene.compat").strip_timing(strip)
+    offset = int(timing.content_start) - timing.trim_start
+    assert timing.left_handle == offset + 3 and timing.right_handle == offset + 15
 
     s = scene.da3
     s.input_mode = "STRIP"
@@ -79,7 +84,7 @@ def test_tracking_a_trimmed_strip_with_the_real_engine(clean_scene, sub, prefs, 
     s.chunk_size, s.chunk_overlap = 4, 2
     s.model, s.custom_model, s.process_res = "CUSTOM", str(checkpoint), 56
     s.max_points = 5000
-    prefs.engine_python, prefs.device = sys.executable, "cpu"
+    prefs.engine_python, prefs.device = ENGINE_PYTHON, "cpu"
     assert reconstruct.why_not_ready(bpy.context) is None
 
     job = reconstruct.begin(bpy.context)
@@ -97,17 +102,17 @@ def test_tracking_a_trimmed_strip_with_the_real_engine(clean_scene, sub, prefs, 
     assert len(cameras) == 1
     cam = cameras[0]
     keys = _location_keys(sub, cam)
-    assert keys.tolist() == [12, 14, 16, 18, 20, 22]  # where the strip shows movie frames 3, 5, …, 13
-    assert (scene.frame_start, scene.frame_end) == (12, 22) and scene.camera == cam
+    assert keys.tolist() == [offset + m for m in (3, 5, 7, 9, 11, 13)]  # where the strip shows them
+    assert (scene.frame_start, scene.frame_end) == (offset + 3, offset + 13) and scene.camera == cam
     assert (scene.render.resolution_x, scene.render.resolution_y) == (64, 48)
     assert (scene.render.fps, scene.render.fps_base) == (24, 1.0)
     background = cam.data.background_images[0]
     assert background.source == "MOVIE_CLIP" and bpy.path.abspath(background.clip.filepath) == movie
-    assert background.clip.frame_start - background.clip.frame_offset == 9  # the strip's placement
+    assert background.clip.frame_start - background.clip.frame_offset == offset  # the strip's placement
     root = cam.parent
     assert root.get("da3_job") == job.job and root.get("da3_kind") == "shot"
     assert any(o.type == "MESH" for o in root.children)
-    assert "Imported a camera on frames 12-22" in op.reports[0][1]
+    assert f"Imported a camera on frames {offset + 3}-{offset + 13}" in op.reports[0][1]
     assert any("Solve" in text for _, text in op.reports)  # the solve report went to the Info log
     assert sys.modules.get("torch") is None
 
@@ -144,7 +149,7 @@ def test_cancel_between_chunks_imports_nothing(clean_scene, sub, prefs, checkpoi
     s.input_mode, s.video_file = "VIDEO", movie
     s.chunk_size, s.chunk_overlap = 4, 2
     s.model, s.custom_model, s.process_res = "CUSTOM", str(checkpoint), 56
-    prefs.engine_python, prefs.device = sys.executable, "cpu"
+    prefs.engine_python, prefs.device = ENGINE_PYTHON, "cpu"
     runtime = sub("operators.runtime")
     sub("operators.reconstruct").begin(bpy.context)
 
