@@ -48,6 +48,13 @@ def setup_paths() -> tuple[str, str, str]:
     return os.path.join(folder, "venv"), os.path.join(folder, "setup.log"), requirements
 
 
+def setup_plan(uv: str, venv: str, requirements: str):
+    """The setup's steps, planned in the runner's thread (detecting the GPU runs nvidia-smi/rocminfo)."""
+    return lambda: engine_setup.setup_steps(
+        uv, this_python(), venv, requirements, engine_setup.detect_accelerator()
+    )
+
+
 def _poll_setup() -> float | None:
     """bpy.app.timers callback: fold the setup's output into its progress; stops when setup ends."""
     runner = runtime.setup_runner
@@ -64,8 +71,9 @@ def stop_setup_timer() -> None:
 
 
 class DA3_OT_setup_engine(bpy.types.Operator):
-    """Create the engine's own Python environment and install PyTorch (CUDA with an NVIDIA GPU, else CPU)
-    and the engine's requirements. Runs in the background; needs online access"""
+    """Create the engine's own Python environment with uv and install the PyTorch build for this machine
+    (CUDA for the NVIDIA driver, ROCm, Apple MPS or CPU) and the engine's requirements. Runs in the
+    background; needs online access"""
 
     bl_idname = idnames.SETUP_ENGINE
     bl_label = "Set Up Engine"
@@ -84,9 +92,13 @@ class DA3_OT_setup_engine(bpy.types.Operator):
         if reason:
             self.report({"ERROR"}, reason)
             return {"CANCELLED"}
+        uv = engine_setup.find_uv()
+        reason = engine_setup.unsupported_platform(uv)
+        if reason:
+            self.report({"ERROR"}, reason)
+            return {"CANCELLED"}
         venv, log, requirements = setup_paths()
-        steps = engine_setup.setup_steps(this_python(), venv, requirements, cuda=engine_setup.detect_cuda())
-        runner = engine_setup.SetupRunner(steps, log, env=_setup_env())
+        runner = engine_setup.SetupRunner(setup_plan(uv, venv, requirements), log, env=_setup_env())
         runtime.setup_runner = runner
         runner.start()
         stop_setup_timer()
@@ -96,9 +108,14 @@ class DA3_OT_setup_engine(bpy.types.Operator):
 
 
 def _setup_env() -> dict[str, str]:
+    """The engine's environment, with uv's cache beside the environment (same disk: uv links files from
+    its cache instead of copying gigabytes) and no Python downloads (Blender's Python is the base)."""
     from ..core.engine_env import engine_environment
 
-    return engine_environment(online=True)
+    env = engine_environment(online=True)
+    env.setdefault("UV_CACHE_DIR", os.path.join(preferences.user_folder("engine-env"), "uv-cache"))
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    return env
 
 
 class DA3_OT_cancel_setup(bpy.types.Operator):

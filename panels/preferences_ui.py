@@ -11,6 +11,16 @@ from ..operators import runtime
 __all__ = ["draw_preferences"]
 
 
+_UV: list = []
+
+
+def _bundled_uv() -> str | None:
+    """The bundled uv (looked up once: the panel redraws often)."""
+    if not _UV:
+        _UV.append(engine_setup.find_uv())
+    return _UV[0]
+
+
 def _draw_engine(prefs, layout) -> None:
     from ..operators.engine_ops import setup_paths
 
@@ -39,6 +49,9 @@ def _draw_engine(prefs, layout) -> None:
         refusal = engine_setup.refusal(bool(bpy.app.online_access))
         if refusal:
             box.label(text="Online access is off (Preferences > System > Network).", icon="INFO")
+        no_uv = engine_setup.unsupported_platform(_bundled_uv())
+        if no_uv:
+            box.label(text=no_uv, icon="ERROR")
         if progress is not None and progress.message:
             icon = "CHECKMARK" if progress.state == "done" else "ERROR"
             box.label(text=progress.message, icon=icon)

@@ -39,7 +39,7 @@ def _strip_label(scene) -> tuple[str, str]:
             return f"{len(selected)} movie strips selected: click one", "ERROR"
         return "Select a movie strip in the Video Sequencer", "INFO"
     timing = strip_timing(strip)
-    return f"{strip.name}: frames {timing.left_handle}-{timing.right_handle - 1}", "SEQUENCE"
+    return f"{strip.name}: frames {timing.first}-{timing.end - 1}", "SEQUENCE"
 
 
 def draw_shot_input(layout, context, s) -> None:

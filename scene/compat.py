@@ -77,17 +77,17 @@ def set_modifier_input(modifier: bpy.types.NodesModifier, name: str, value) -> N
 
 @dataclass(frozen=True)
 class StripTiming:
-    """Where a movie strip's content sits on the timeline (scene frames, end exclusive).
+    """Where a movie strip's content sits on the timeline (scene frames, ``end`` exclusive).
 
-    ``content_start`` shows content frame 0, which is movie position ``trim_start`` (the hold
-    offset); ``left_handle``…``right_handle`` is the part that plays; ``content_duration`` is the
-    number of movie positions the strip holds (the movie's length less both hold offsets).
+    ``start`` shows content frame 0, which is movie position ``trim_start`` (the hold offset);
+    ``first``…``end`` is the part that plays (between the handles); ``length`` is the number of movie
+    positions the strip holds (the movie's length less both hold offsets).
     """
 
-    content_start: float
-    left_handle: int
-    right_handle: int
-    content_duration: int
+    start: float
+    first: int
+    end: int
+    length: int
     trim_start: int
     trim_end: int
     reversed: bool

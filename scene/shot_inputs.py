@@ -106,11 +106,11 @@ def strip_source(strip) -> ShotSource:
     frames, clip_fps, size = _movie_length(path)
     timing = strip_timing(strip)
     frame_map = strip_frame_map(
-        timing.content_start,
-        timing.left_handle,
-        timing.right_handle,
+        timing.start,
+        timing.first,
+        timing.end,
         timing.trim_start,
-        frame_duration=timing.content_duration,
+        frame_duration=timing.length,
         movie_frames=frames,
         animation_offset_end=timing.trim_end,
         reversed_frames=timing.reversed,

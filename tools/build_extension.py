@@ -3,9 +3,11 @@
     python tools/build_extension.py [--output-dir dist]
 
 Uses ``blender_ext.py``, the standalone script behind ``blender --command extension build/validate``
-that ships inside the PyPI ``bpy`` package (found without importing bpy). It validates the manifest
-(with Blender's list of valid tags), builds ``dist/da3_reconstruct-<version>.zip`` honouring the
-manifest's ``[build]`` excludes, then validates the zip. Exit code 0 only when all three pass.
+that ships inside the PyPI ``bpy`` package (found without importing bpy). It fetches the wheels the
+manifest lists (``tools/fetch_wheels.py``), validates the manifest (with Blender's list of valid tags),
+builds one zip per platform, ``dist/da3_reconstruct-<version>-<platform>.zip``, each with only its own
+wheels (``--split-platforms``) and honouring the manifest's ``[build]`` excludes, then validates every
+zip. Exit code 0 only when all of it passes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import glob
 import importlib.util
 import os
+import platform
 import subprocess
 import sys
 import tomllib
@@ -43,6 +46,14 @@ def blender_tools() -> tuple[Path, Path]:
     return Path(ext[-1]), Path(tags[-1])
 
 
+def this_platform() -> str:
+    """Blender's name for the platform this runs on (``linux-x64``, ``macos-arm64``, ``windows-x64``…)."""
+    system = platform.system().lower()
+    machine = platform.machine().lower()
+    system = {"darwin": "macos"}.get(system, system)
+    return f"{system}-{ {'x86_64': 'x64', 'amd64': 'x64', 'aarch64': 'arm64'}.get(machine, machine) }"
+
+
 def manifest(source: Path = ROOT) -> dict:
     with open(source / "blender_manifest.toml", "rb") as fh:
         return tomllib.load(fh)
@@ -58,19 +69,26 @@ def _run(argv: list[str]) -> str:
 
 def build(
     output_dir: str | os.PathLike = ROOT / "dist", source: Path = ROOT, python: str = sys.executable
-) -> Path:
-    """Validate, build and validate again; returns the zip's path. Raises BuildError."""
+) -> dict[str, Path]:
+    """Fetch the wheels, validate, build one zip per platform and validate each; returns
+    ``{platform: zip}``. Raises BuildError."""
     ext, tags = blender_tools()
     data = manifest(source)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    _run([python, str(source / "tools" / "fetch_wheels.py")])
     _run([python, str(ext), "validate", "--valid-tags", str(tags), str(source)])
-    _run([python, str(ext), "build", "--source-dir", str(source), "--output-dir", str(output_dir)])
-    zip_path = output_dir / f"{data['id']}-{data['version']}.zip"
-    if not zip_path.is_file():
-        raise BuildError(f"the build reported success but {zip_path} is missing")
-    _run([python, str(ext), "validate", "--valid-tags", str(tags), str(zip_path)])
-    return zip_path
+    build_argv = [python, str(ext), "build", "--source-dir", str(source), "--output-dir", str(output_dir)]
+    _run(build_argv + ["--split-platforms"])
+    zips = {}
+    for name in data["platforms"]:
+        zip_path = output_dir / f"{data['id']}-{data['version']}-{name.replace('-', '_')}.zip"
+        if not zip_path.is_file():
+            found = ", ".join(p.name for p in output_dir.glob("*.zip")) or "no zip"
+            raise BuildError(f"the build reported success but {zip_path.name} is missing ({found})")
+        _run([python, str(ext), "validate", "--valid-tags", str(tags), str(zip_path)])
+        zips[name] = zip_path
+    return zips
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,11 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        zip_path = build(args.output_dir)
+        zips = build(args.output_dir)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"built and validated {zip_path} ({zip_path.stat().st_size / 1e6:.2f} MB)")
+    for name, zip_path in zips.items():
+        print(f"built and validated {zip_path} for {name} ({zip_path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 

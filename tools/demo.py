@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import build_extension
 
-        zip_path = build_extension.build(out / "dist")
+        zip_path = build_extension.build(out / "dist")[build_extension.this_platform()]
         print(f"built {zip_path}", flush=True)
         model = prepare_model(args, out)
         bpy = start_blender(out)

@@ -6,6 +6,7 @@ import importlib
 import pkgutil
 import sys
 import tomllib
+import zipfile
 
 import bpy
 
@@ -69,14 +70,25 @@ def test_blender_side_never_imports_torch(ext):
     assert sys.modules.get("torch") is None
 
 
-def test_built_zip_installs_and_enables_in_a_clean_blender(tmp_path):
-    """Build with Blender's extension tool, then install the zip in a fresh bpy process."""
+def test_built_zips_carry_their_own_uv_and_install_and_enable_in_a_clean_blender(tmp_path):
+    """Build one zip per platform with this Blender's own extension tool (it validates each), then install
+    this platform's zip in a fresh bpy process: the add-on enables and the bundled uv runs."""
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         build_extension = importlib.import_module("build_extension")
     finally:
         sys.path.remove(str(ROOT / "tools"))
-    zip_path = build_extension.build(tmp_path / "dist")
+    zips = build_extension.build(tmp_path / "dist")
+    manifest = build_extension.manifest()
+    assert set(zips) == set(manifest["platforms"]) >= {"linux-x64", "windows-x64", "macos-arm64"}
+    for platform_name, zip_file in zips.items():
+        with zipfile.ZipFile(zip_file) as archive:
+            wheels = [n for n in archive.namelist() if n.endswith(".whl")]
+            packed = tomllib.loads(archive.read("blender_manifest.toml").decode())
+        assert len(wheels) == 1 and wheels[0].startswith("wheels/uv-"), (platform_name, wheels)
+        generated = packed["build"]["generated"]  # what the split build wrote for this platform
+        assert generated["platforms"] == [platform_name] and generated["wheels"] == [f"./{wheels[0]}"]
+    zip_path = zips[build_extension.this_platform()]
     user = tmp_path / "user"
     code = f"""
 import os, sys
@@ -87,12 +99,17 @@ bpy.ops.extensions.package_install_files(filepath={str(zip_path)!r}, repo="user_
 name = "bl_ext.user_default.da3_reconstruct"
 loaded = addon_utils.check(name)[1]
 ok = loaded and hasattr(bpy.types, "VIEW3D_PT_da3_reconstruct") and hasattr(bpy.ops.da3, "reconstruct")
+import importlib, subprocess
+uv = importlib.import_module(name + ".core.engine_setup").find_uv()
+print("UV", uv, subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip(), flush=True)
 addon_utils.disable(name)
 print("INSTALLED" if ok else "MISSING", flush=True)
 os._exit(0)
 """
     out = run_python(code, env={**__import__("os").environ, "PYTHONPATH": ""})
     assert "INSTALLED" in out.stdout, out.stdout + out.stderr
+    uv_line = next(line for line in out.stdout.splitlines() if line.startswith("UV "))
+    assert str(user) in uv_line and "uv 0.13" in uv_line, uv_line  # the bundled uv, installed by Blender
     installed = user / "extensions" / "user_default" / "da3_reconstruct"
     assert (installed / "blender_manifest.toml").is_file() and (installed / "engine" / "client.py").is_file()
     assert not (installed / "tests").exists() and not (installed / ".venv").exists()

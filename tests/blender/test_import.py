@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import bpy
 import numpy as np
 import pytest
@@ -80,10 +82,17 @@ def test_point_cloud_draws_points_with_a_live_confidence_cut(clean_scene, sub, t
     obj = result.points
     modifier = obj.modifiers[nodes.MODIFIER_NAME]
 
-    def evaluated():  # keep the GeometrySet alive while its point cloud is read
+    def evaluated():
+        """The point cloud the modifier makes: through a GeometrySet (4.3+, kept alive while the cloud is
+        read) or, on 4.2, the depsgraph's point-cloud instance of the object."""
         depsgraph = bpy.context.evaluated_depsgraph_get()
         depsgraph.update()
-        return bpy.types.GeometrySet.from_evaluated_object(obj.evaluated_get(depsgraph))
+        if hasattr(bpy.types, "GeometrySet"):
+            return bpy.types.GeometrySet.from_evaluated_object(obj.evaluated_get(depsgraph))
+        for instance in depsgraph.object_instances:
+            if instance.object.type == "POINTCLOUD" and instance.object.original == obj:
+                return types.SimpleNamespace(pointcloud=instance.object.data)
+        raise AssertionError("the modifier made no point cloud")
 
     geometry = evaluated()
     cloud = geometry.pointcloud

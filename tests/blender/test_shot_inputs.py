@@ -95,9 +95,9 @@ def test_a_trimmed_offset_strip_lands_on_the_right_scene_frames(clean_scene, sub
 
     source = inputs.strip_source(inputs.selected_movie_strip(scene))
     timing = sub("scene.compat").strip_timing(strip)
-    assert source.frame_map.scene_range == (timing.left_handle, timing.right_handle - 1)
+    assert source.frame_map.scene_range == (timing.first, timing.end - 1)
     scene.render.use_sequencer = True
-    for frame in (timing.left_handle, 20, timing.right_handle - 1):
+    for frame in (timing.first, 20, timing.end - 1):
         assert _shown_number(scene, frame) == source.frame_map.position(frame)
 
     # A job over scene frames 15..36 every 4th frame, then the camera of those movie frames.

@@ -75,8 +75,8 @@ def test_tracking_a_trimmed_strip_with_the_real_engine(clean_scene, sub, prefs, 
     # Where the strip puts movie frame 0, from the strip's own timing: 4.x keeps the content's start on
     # scene 10 when the hold offset changes (scene 10 shows movie frame 1), 5.x moves it to 11.
     timing = sub("scene.compat").strip_timing(strip)
-    offset = int(timing.content_start) - timing.trim_start
-    assert timing.left_handle == offset + 3 and timing.right_handle == offset + 15
+    offset = int(timing.start) - timing.trim_start
+    assert timing.first == offset + 3 and timing.end == offset + 15
 
     s = scene.da3
     s.input_mode = "STRIP"
