@@ -1,7 +1,7 @@
 """Import speed: numpy → Blender datablocks for big point clouds and a long animated camera.
 
-    .venv/bin/python benchmarks/import_speed.py            # every case, each in a fresh process
-    .venv/bin/python benchmarks/import_speed.py --case points --n 1000000
+    .venv-blender4/bin/python benchmarks/import_speed.py   # every case, each in a fresh process (any Blender venv)
+    .venv-blender5/bin/python benchmarks/import_speed.py --case points --n 1000000
 
 Cases: a point cloud of 1M and 5M points (mesh + colour, confidence, confidence rank and view
 attributes + the Geometry Nodes modifier and material), the same clouds evaluated once (what the

@@ -1,15 +1,16 @@
 """The demo: build and install the extension in a headless Blender, reconstruct a scene with the real
 engine, save a .blend and a rendered PNG.
 
-    .venv/bin/python tools/demo.py                          # DA3-SMALL from the Hugging Face hub
-    .venv/bin/python tools/demo.py --model /path/to/DA3-SMALL   # a local checkpoint folder
-    .venv/bin/python tools/demo.py --generated-checkpoint   # offline: random weights, same pipeline
-    .venv/bin/python tools/demo.py --images my_photos/      # your own photos
+    .venv-blender5/bin/python tools/demo.py                          # DA3-SMALL from the Hugging Face hub
+    .venv-blender5/bin/python tools/demo.py --model /path/to/DA3-SMALL   # a local checkpoint folder
+    .venv-blender5/bin/python tools/demo.py --generated-checkpoint   # offline: random weights
+    .venv-blender5/bin/python tools/demo.py --images my_photos/      # your own photos
 
 Steps: ``tools/build_extension.py`` builds and validates the zip; Blender (the ``bpy`` module, with
 torch blocked in its process) installs it like a user would; the input images are rendered with Cycles
 from a procedural scene unless ``--images`` is given; the extension's Reconstruct runs a job in the
-engine process (``python -m engine serve``, with ``--engine-python``, default this Python) and imports
+engine process (``python -m engine serve``, with ``--engine-python``, default ``$DA3_ENGINE_PYTHON``,
+else the project's ``.venv``, else this Python) and imports
 the result; the scene is saved to ``<out>/demo.blend`` and rendered to ``<out>/demo.png``.
 
 Offline, a hub model cannot be downloaded: the demo says so and how to point ``--model`` at a local
@@ -189,6 +190,12 @@ def render_result(bpy, out: Path) -> Path:
     return path
 
 
+def _default_engine_python() -> str:
+    """The engine's Python: ``$DA3_ENGINE_PYTHON``, else the project's .venv, else this interpreter."""
+    venv = ROOT / ".venv" / "bin" / "python"
+    return os.environ.get("DA3_ENGINE_PYTHON") or (str(venv) if venv.is_file() else sys.executable)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -202,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--process-res", type=int, default=504, help="processing resolution, a multiple of 14"
     )
-    parser.add_argument("--engine-python", default=sys.executable, help="Python with torch for the engine")
+    parser.add_argument(
+        "--engine-python", default=_default_engine_python(), help="Python with torch for the engine"
+    )
     parser.add_argument("--out", default=str(ROOT / "out" / "demo"), help="output folder (default out/demo)")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()

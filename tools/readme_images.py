@@ -1,6 +1,6 @@
 """Render the README pictures (docs/images/*.png) with Blender, from a ground-truth bundle.
 
-    .venv/bin/python tools/readme_images.py
+    .venv-blender5/bin/python tools/readme_images.py
 
 A procedural scene is rendered with Cycles from six known cameras (tools/synthetic_scene.py), with its
 depth pass. Those images, depths and cameras are written as a result bundle — exactly what the engine
