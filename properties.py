@@ -13,7 +13,7 @@ from bpy.props import (
 from . import idnames
 from .core import models
 from .core.jobspec import snap_resolution
-from .engine.protocol import PROCESS_RES_METHODS, REF_VIEW_STRATEGIES
+from .engine.process.protocol import PROCESS_RES_METHODS, REF_VIEW_STRATEGIES
 
 __all__ = [
     "SHOT_MODES",

@@ -31,10 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import jobs  # noqa: E402
 from engine.cli import CliContext  # noqa: E402
+from engine.jobs import still as jobs  # noqa: E402
 from engine.model.random_weights import write_random_checkpoint  # noqa: E402
-from engine.protocol import JobOptions, ReconstructRequest  # noqa: E402
+from engine.process.protocol import JobOptions, ReconstructRequest  # noqa: E402
 from tests.engine.media import real_looking_image, write_test_video  # noqa: E402
 
 

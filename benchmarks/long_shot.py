@@ -45,7 +45,7 @@ def write_glide(path: Path, frames: int, width: int, height: int, fps: int = 24)
     FFV1). Frames are made and encoded one at a time, so making a long video needs little memory."""
     import av
 
-    from engine.imaging import resize_uint8
+    from engine.io.imaging import resize_uint8
 
     plate = real_looking_image(2 * height, 2 * width + 2 * frames, seed=7)
     with av.open(str(path), mode="w") as container:
@@ -73,8 +73,8 @@ def quiet_context():
 
 def child(video: str, checkpoint: str, res: int, chunk: int, overlap: int) -> None:
     """Run one shot job in this (fresh) process and print one JSON line with its numbers."""
-    from engine import jobs
-    from engine.protocol import JobOptions, ReconstructRequest
+    from engine.jobs import still as jobs
+    from engine.process.protocol import JobOptions, ReconstructRequest
 
     with tempfile.TemporaryDirectory() as out:
         options = JobOptions(process_res=res, device="cpu", chunk_size=chunk, chunk_overlap=overlap)

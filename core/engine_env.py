@@ -127,7 +127,7 @@ class EngineConfig:
         return cls(python, extension_root, items, tuple(args), tuple(argv) if argv else None, log_dir)
 
     def client_kwargs(self) -> dict:
-        """Keyword arguments for ``engine.client.EngineClient``."""
+        """Keyword arguments for ``engine.process.client.EngineClient``."""
         return {
             "extension_root": self.extension_root,
             "env": dict(self.env),

@@ -1,6 +1,6 @@
 """Which images a job gets: files picked in the file browser, or every image in a folder.
 
-The extensions and the natural order are the engine's own (``engine.inputs``), so Blender and the engine
+The extensions and the natural order are the engine's own (``engine.io.inputs``), so Blender and the engine
 agree on what a folder holds. The engine decodes the images; here we only check that each path exists and
 looks like an image, so a bad choice is refused in Blender with a message that says what to do, before
 any process starts.
@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..engine.inputs import IMAGE_EXTENSIONS, natural_sort_key
+from ..engine.io.inputs import IMAGE_EXTENSIONS, natural_sort_key
 
 __all__ = ["IMAGE_EXTENSIONS", "InputError", "collect_inputs", "count_folder_images", "folder_images"]
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..engine.protocol import JobOptions, ReconstructRequest, new_job_id
+from ..engine.process.protocol import JobOptions, ReconstructRequest, new_job_id
 from . import models
 from .inputs import InputError, collect_inputs
 from .shot import ShotError, ShotSource, select_frames

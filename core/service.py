@@ -1,6 +1,6 @@
 """One engine process and its one running job, seen from Blender (no bpy, no torch).
 
-``EngineService`` wraps ``engine.client.EngineClient``. It is the only consumer of the client's
+``EngineService`` wraps ``engine.process.client.EngineClient``. It is the only consumer of the client's
 events: ``pump()`` drains them (never blocking) and folds them into plain state that a panel can draw
 and an operator can act on — the running job's stage and frame counts, its outcome, the engine's device
 and loaded model, the last error. Blender calls ``pump()`` from the modal operator's timer on the main
@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.client import EngineClient, EngineStartError, EngineState
-from ..engine.protocol import (
+from ..engine.process.client import EngineClient, EngineStartError, EngineState
+from ..engine.process.protocol import (
     ErrorEvent,
     Event,
     FinishedEvent,

@@ -29,7 +29,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..engine import video
+from ..engine.io import video
 
 __all__ = [
     "FrameMap",

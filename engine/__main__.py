@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command = argv[0]
     if command == "serve":
-        from . import worker
+        from .process import worker
 
         return worker.main(argv[1:])
     if command in ("reconstruct", "info"):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import JobCancelled, UserError
-from .protocol import (
+from .process.protocol import (
     DTYPES,
     EXPORTS,
     PROCESS_RES_METHODS,
@@ -34,8 +34,8 @@ from .protocol import (
     ReconstructRequest,
     new_job_id,
 )
+from .process.worker import ModelCache, ModelContext, probe_device
 from .version import ENGINE_VERSION, PROTOCOL_VERSION
-from .worker import ModelCache, ModelContext, probe_device
 
 # Command-line export names → job export names (None: the bundle itself, always written).
 CLI_EXPORTS = {
@@ -252,7 +252,7 @@ def reconstruct(argv: list[str]) -> int:
         request = _request(args)
     except ProtocolError as exc:
         parser.error(str(exc))  # exits 2
-    from . import jobs
+    from .jobs import still as jobs
 
     context = CliContext(request.job, offline=args.offline)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .imaging import load_image, to_rgb_uint8
+from .io.imaging import load_image, to_rgb_uint8
 from .model.presets import METRIC_PRESETS
 from .posed import as_w2c_4x4, input_pose_scale, normalize_extrinsics
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, normalize, preprocess_images

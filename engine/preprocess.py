@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .imaging import resize_uint8
+from .io.imaging import resize_uint8
 
 __all__ = [
     "METHODS",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .safetensors_io import SafetensorsError, SafetensorsHeader, read_header
+from .io.safetensors_io import SafetensorsError, SafetensorsHeader, read_header
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -7,7 +7,7 @@ from bpy.props import BoolProperty, CollectionProperty, StringProperty
 
 from .. import idnames, properties
 from ..core.inputs import IMAGE_EXTENSIONS, is_image
-from ..engine.inputs import natural_sort_key
+from ..engine.io.inputs import natural_sort_key
 
 __all__ = ["DA3_OT_choose_images", "DA3_OT_clear_images", "store_images"]
 

@@ -12,7 +12,7 @@ import re
 import torch
 from torch import nn
 
-from ..safetensors_io import SafetensorsHeader, read_bytes
+from ..io.safetensors_io import SafetensorsHeader, read_bytes
 from ..weights import CheckpointError, CheckpointFiles, check_keys
 from .dpt import DPTHead
 from .network import DA3Net, NestedDA3Net

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..safetensors_io import write_file
+from ..io.safetensors_io import write_file
 from ..weights import CONFIG_NAME, WEIGHTS_NAME, canonical_key
 from .loading import build_network, network_key_to_file
 

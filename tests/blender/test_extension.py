@@ -56,7 +56,7 @@ def test_blender_side_never_imports_torch(ext):
     """Import every module of the extension except the engine's torch modules, with torch blocked."""
     assert sys.modules.get("torch") is None  # blocked by conftest, never replaced by a real import
     # The engine process's own modules may import torch; the developer folders are not shipped.
-    skip = ("engine.model", "engine.pipeline", "engine.worker", "engine.cli", "engine.jobs")
+    skip = ("engine.model", "engine.pipeline", "engine.process.worker", "engine.cli", "engine.jobs.still")
     skip += ("tests", "tools", "benchmarks")
     imported = []
     for info in pkgutil.walk_packages(ext.__path__, prefix=f"{ext.__name__}."):
@@ -111,5 +111,7 @@ os._exit(0)
     uv_line = next(line for line in out.stdout.splitlines() if line.startswith("UV "))
     assert str(user) in uv_line and "uv 0.13" in uv_line, uv_line  # the bundled uv, installed by Blender
     installed = user / "extensions" / "user_default" / "da3_reconstruct"
-    assert (installed / "blender_manifest.toml").is_file() and (installed / "engine" / "client.py").is_file()
+    assert (installed / "blender_manifest.toml").is_file() and (
+        installed / "engine" / "process" / "client.py"
+    ).is_file()
     assert not (installed / "tests").exists() and not (installed / ".venv").exists()

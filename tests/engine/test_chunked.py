@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from engine.chunked import chunk_from_prediction, run_chunked
 from engine.errors import JobCancelled
 from engine.geometry.cameras import camera_centers
 from engine.geometry.streaming import ChunkStore, plan_chunks
 from engine.geometry.trajectory import absolute_trajectory_error, path_length
-from engine.inputs import Cancelled
+from engine.io.inputs import Cancelled
+from engine.jobs.chunking import chunk_from_prediction, run_chunked
 from tests.engine import synthetic_shot as shot
 
 N = 100
@@ -113,7 +113,7 @@ def test_the_orchestrator_and_geometry_import_without_torch():
     # Blender loads engine.geometry; the job runner's loop must not pull torch in either.
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['bpy'] = None\n"
-        "import engine.chunked, engine.geometry.streaming, engine.geometry.floor\n"
+        "import engine.jobs.chunking, engine.geometry.streaming, engine.geometry.floor\n"
         "import engine.geometry.trajectory, engine.geometry.solve_report\n"
         "from engine.geometry.streaming import chunk_size_for_memory\n"
         "print(chunk_size_for_memory(8 * 2**30, 280, 504, 'da3-small'))\n"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import protocol as p
-from engine.client import EngineClient, EngineStartError, EngineState
+from engine.process import protocol as p
+from engine.process.client import EngineClient, EngineStartError, EngineState
 from tests.fakes.fake_engine import fake_engine_argv, fake_env
 
 ROOT = Path(__file__).resolve().parents[2]

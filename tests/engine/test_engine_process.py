@@ -22,9 +22,9 @@ import pytest
 import trimesh
 from PIL import Image
 
-from engine import protocol as p
-from engine.client import EngineClient
 from engine.formats.bundle import is_complete, read_bundle
+from engine.process import protocol as p
+from engine.process.client import EngineClient
 from tests.engine.media import make_test_image, make_test_images, read_frame_number, write_test_video
 
 ROOT = Path(__file__).resolve().parents[2]

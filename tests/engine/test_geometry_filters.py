@@ -6,13 +6,7 @@ import numpy as np
 import pytest
 
 from engine.geometry.cameras import project_points, quaternion_wxyz_to_matrix
-from engine.geometry.filters import (
-    PointSet,
-    confidence_threshold,
-    gather_points,
-    point_mask,
-    subsample,
-)
+from engine.geometry.filters import PointSet, confidence_threshold, gather_points, point_mask, subsample
 from engine.geometry.unproject import depth_to_world_points
 
 N, H, W = 3, 10, 14

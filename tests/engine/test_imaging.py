@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from engine.imaging import ImageReadError, load_image, resize_uint8, to_rgb_uint8
+from engine.io.imaging import ImageReadError, load_image, resize_uint8, to_rgb_uint8
 from tests.engine.media import real_looking_image
 
 try:

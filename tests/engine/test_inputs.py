@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.inputs import (
+from engine.io.inputs import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     Cancelled,

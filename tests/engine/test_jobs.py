@@ -1,4 +1,4 @@
-"""The job runner in-process (engine.jobs) and the metric scale fit (engine.metric_scale).
+"""The job runner in-process (engine.jobs.still) and the metric scale fit (engine.geometry.metric_scale).
 
 Jobs run on a random da3-small checkpoint we generate, over synthetic images, with a context that
 records what a client would see. The real engine process is tested in test_engine_process.py.
@@ -16,12 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import jobs
-from engine import protocol as p
 from engine.errors import JobCancelled, UserError
 from engine.formats.bundle import IncompleteBundle, is_complete, read_bundle, write_bundle
-from engine.metric_scale import MetricScaleError, fit_scale, scale_prediction
+from engine.geometry.metric_scale import MetricScaleError, fit_scale, scale_prediction
+from engine.jobs import still as jobs
 from engine.preprocess import preprocess_images
+from engine.process import protocol as p
 from engine.weights import load_model
 from tests.engine.media import make_test_image
 

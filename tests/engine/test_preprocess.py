@@ -52,7 +52,7 @@ def test_crop_method_keeps_the_centre_of_the_resized_image():
     assert tc.resized_hw == tr.resized_hw == (284, 504)
     assert tc.crop_offset_yx == (2, 0) and tr.crop_offset_yx == (0, 0)
     # the crop is a window of the boundary-resized image: same pixels as resizing to 284 rows alone
-    from engine.imaging import resize_uint8
+    from engine.io.imaging import resize_uint8
 
     boundary = resize_uint8(img, 504, 284)
     np.testing.assert_array_equal(cropped[0], boundary[2:282])

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import protocol as p
-from engine.protocol import ProtocolError, decode_event, decode_request
+from engine.process import protocol as p
+from engine.process.protocol import ProtocolError, decode_event, decode_request
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -235,7 +235,7 @@ def test_terminal_events_name_the_job_they_end():
 def test_protocol_and_client_import_without_torch_or_bpy():
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['bpy'] = None\n"
-        "import engine.protocol, engine.client, engine.errors\n"
+        "import engine.process.protocol, engine.process.client, engine.errors\n"
         "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
     )
     result = subprocess.run(

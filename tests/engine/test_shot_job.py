@@ -21,16 +21,16 @@ import pytest
 import trimesh
 from PIL import Image
 
-from engine import jobs
-from engine import protocol as p
-from engine.client import EngineClient
 from engine.errors import JobCancelled, UserError
 from engine.formats.bundle import is_complete, read_bundle
-from engine.frame_cache import FrameCache
 from engine.geometry.cameras import camera_centers
 from engine.geometry.streaming import plan_chunks
-from engine.shot_job import SHOT_CACHE, default_overlap, is_shot_request
-from engine.video import probe_video
+from engine.io.frame_cache import FrameCache
+from engine.io.video import probe_video
+from engine.jobs import still as jobs
+from engine.jobs.shot import SHOT_CACHE, default_overlap, is_shot_request
+from engine.process import protocol as p
+from engine.process.client import EngineClient
 from tests.engine.media import make_test_images, read_frame_number, write_test_video
 from tests.engine.test_jobs import FakeMetricNet, RecordingContext, save_images
 

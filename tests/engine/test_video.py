@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.video import VideoReadError, movie_positions, probe_video, read_frames
+from engine.io.video import VideoReadError, movie_positions, probe_video, read_frames
 from tests.engine.media import make_test_images, read_frame_number, write_test_video
 
 av = pytest.importorskip("av")

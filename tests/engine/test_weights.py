@@ -11,8 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from engine.io.safetensors_io import read_header, write_file  # noqa: E402
 from engine.model.random_weights import random_state, write_random_checkpoint  # noqa: E402
-from engine.safetensors_io import read_header, write_file  # noqa: E402
 from engine.weights import CheckpointError, load_model, resolve_checkpoint  # noqa: E402
 
 RAY_LN = "model.head.scratch.output_conv2_aux.0.2.weight"

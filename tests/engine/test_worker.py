@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import protocol as p
 from engine.errors import JobCancelled, UserError
-from engine.worker import DeviceInfo, Worker
+from engine.process import protocol as p
+from engine.process.worker import DeviceInfo, Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 10.0
@@ -365,7 +365,7 @@ def test_jobs_fail_clearly_when_torch_is_missing(harness):
     h = harness(
         device_info=DeviceInfo(device="cpu", torch=None, cuda=None, problem="ModuleNotFoundError: torch")
     )
-    h.send(job("j1"))  # default runner: must not even try to import engine.jobs
+    h.send(job("j1"))  # default runner: must not even try to import engine.jobs.still
     error = h.sink.next(p.ErrorEvent, job="j1")
     assert "PyTorch is not installed" in error.message and "preferences" in error.message
 
@@ -452,7 +452,7 @@ def test_real_engine_exits_cleanly_on_sigterm_and_on_stdin_eof():
 def test_library_prints_go_to_stderr_not_into_the_event_pipe():
     code = (
         "import os, sys\n"
-        "from engine import worker, protocol\n"
+        "from engine.process import worker, protocol\n"
         "requests, events = worker._protocol_streams()\n"
         "print('python print')\n"
         "os.write(1, b'C-level write\\n')\n"

@@ -1,6 +1,6 @@
 """A scripted fake engine process for UI and client tests (Krita AI Diffusion's MockClient idea).
 
-Speaks the real protocol (``engine.protocol``) on stdin/stdout without torch or a model, and plays a
+Speaks the real protocol (``engine.process.protocol``) on stdin/stdout without torch or a model, and plays a
 script for each ``reconstruct`` job. Run it through the real client::
 
     EngineClient(sys.executable, extension_root=ROOT, argv=fake_engine_argv(), env=fake_env("slow"))
@@ -34,7 +34,7 @@ from collections import deque
 from pathlib import Path
 
 from engine.errors import JobCancelled
-from engine.protocol import (
+from engine.process.protocol import (
     PROTOCOL_VERSION,
     CancelRequest,
     ErrorEvent,

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .version import ENGINE_VERSION, PROTOCOL_VERSION
+from ..version import ENGINE_VERSION, PROTOCOL_VERSION
 
 __all__ = [
     "ENGINE_VERSION",

@@ -14,14 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .geometry.streaming import (
-    ChunkPrediction,
-    ChunkStore,
-    JoinedResult,
-    StreamingJoiner,
-    plan_chunks,
-)
-from .inputs import Cancelled
+from ..geometry.streaming import ChunkPrediction, ChunkStore, JoinedResult, StreamingJoiner, plan_chunks
+from ..io.inputs import Cancelled
 
 __all__ = ["chunk_from_prediction", "run_chunked"]
 

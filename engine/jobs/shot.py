@@ -53,14 +53,12 @@ from typing import Any
 
 import numpy as np
 
-from .chunked import chunk_from_prediction, run_chunked
-from .errors import JobCancelled, UserError
-from .frame_cache import FrameCache
-from .geometry.cameras import camera_centers
-from .geometry.filters import PointSet
-from .geometry.floor import NoFloorFound, fit_floor, up_from_cameras, world_alignment
-from .geometry.solve_report import SolveReport, build_solve_report
-from .geometry.streaming import (
+from ..errors import JobCancelled, UserError
+from ..geometry.cameras import camera_centers
+from ..geometry.filters import PointSet
+from ..geometry.floor import NoFloorFound, fit_floor, up_from_cameras, world_alignment
+from ..geometry.solve_report import SolveReport, build_solve_report
+from ..geometry.streaming import (
     CONF_OFFSET,
     ChunkStore,
     InsufficientMemory,
@@ -68,10 +66,15 @@ from .geometry.streaming import (
     chunk_size_for_memory,
     plan_chunks,
 )
-from .geometry.trajectory import robust_focal
-from .inputs import VIDEO_EXTENSIONS, FrameRef, expand_inputs
-from .job_exports import SHOT_NOT_AVAILABLE, JobResult, ShotGeometry
-from .jobs import (
+from ..geometry.trajectory import robust_focal
+from ..io.frame_cache import FrameCache
+from ..io.inputs import VIDEO_EXTENSIONS, FrameRef, expand_inputs
+from ..io.video import VideoReadError, probe_video
+from ..preprocess import ImageTransform
+from ..process.protocol import JobOptions, ReconstructRequest
+from .chunking import chunk_from_prediction, run_chunked
+from .exports import SHOT_NOT_AVAILABLE, JobResult, ShotGeometry
+from .still import (
     Context,
     _batch_side,
     _decode,
@@ -82,9 +85,6 @@ from .jobs import (
     _unprocess,
     metric_scale,
 )
-from .preprocess import ImageTransform
-from .protocol import JobOptions, ReconstructRequest
-from .video import VideoReadError, probe_video
 
 __all__ = ["SHOT_CACHE", "default_overlap", "is_shot_request", "run_shot", "system_memory_available"]
 
@@ -314,7 +314,7 @@ class _Shot:
         options, context = self.options, self.context
         chunk = options.chunk_size
         if chunk is None:
-            from .pipeline import device_memory  # torch: imported when a job runs
+            from ..pipeline import device_memory  # torch: imported when a job runs
 
             memory = device_memory(model)
             free = memory.free_bytes
@@ -342,7 +342,7 @@ class _Shot:
     def _network(
         self, model, frames: _ShotFrames, plan: list[range], chunk: int, overlap: int
     ) -> tuple[JoinedResult, _FirstChunk]:
-        from .pipeline import predict  # torch: imported when a job runs
+        from ..pipeline import predict  # torch: imported when a job runs
 
         options, context = self.options, self.context
         side = _batch_side(frames.transforms, options.process_res_method)

@@ -40,15 +40,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import JobCancelled, UserError
-from .formats.bundle import BundleWriter
-from .imaging import ImageReadError
-from .inputs import Cancelled, FrameRef, load_frames
-from .job_exports import EXPORTERS, NOT_AVAILABLE, JobResult
-from .metric_scale import MetricScaleError, fit_scale, scale_prediction
-from .model.presets import METRIC_PRESETS, NESTED_PRESET, PRESETS
-from .preprocess import ImageTransform, preprocess_images, process_res_note
-from .protocol import JobOptions, ReconstructRequest
+from ..errors import JobCancelled, UserError
+from ..formats.bundle import BundleWriter
+from ..geometry.metric_scale import MetricScaleError, fit_scale, scale_prediction
+from ..io.imaging import ImageReadError
+from ..io.inputs import Cancelled, FrameRef, load_frames
+from ..model.presets import METRIC_PRESETS, NESTED_PRESET, PRESETS
+from ..preprocess import ImageTransform, preprocess_images, process_res_note
+from ..process.protocol import JobOptions, ReconstructRequest
+from .exports import EXPORTERS, NOT_AVAILABLE, JobResult
 
 __all__ = ["Context", "KnownCameras", "read_cameras", "run_reconstruct"]
 
@@ -71,7 +71,7 @@ def run_reconstruct(request: ReconstructRequest, context: Context) -> dict[str, 
     started = time.perf_counter()
     options = request.options
     _check_options(options, context)
-    from . import shot_job  # it builds on this module's stages
+    from . import shot as shot_job  # it builds on this module's stages
 
     if shot_job.is_shot_request(request):
         return shot_job.run_shot(request, context)
@@ -326,7 +326,7 @@ def _batch_side(transforms: list[ImageTransform], method: str) -> int:
 
 
 def _predict(model, frames: _Frames, cameras: KnownCameras | None, options: JobOptions, stages: _Stages):
-    from .pipeline import predict  # torch: imported when a job runs, not when this module loads
+    from ..pipeline import predict  # torch: imported when a job runs, not when this module loads
 
     given: dict[str, np.ndarray] = {}
     if cameras is not None:
@@ -381,7 +381,7 @@ def metric_scale(images, transforms, intrinsics, depth, conf, options: JobOption
     ``intrinsics`` (pixels of those images) and fit metres per unit of ``depth`` (N,H,W) on confident
     ground pixels. Returns (scale, the metric model's sky mask or None); ``where`` names the frames used
     in the log line."""
-    from .pipeline import predict
+    from ..pipeline import predict
 
     stages.begin("metric", 2, f"Loading the metric model {options.metric_model}")
     metric_model = context.model_for(options.metric_model, options.device, options.dtype)

@@ -30,19 +30,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import UserError
-from .formats.colmap import ColmapPoints, write_colmap
-from .formats.gaussians_ply import write_gaussians_ply
-from .formats.glb import write_scene_glb
-from .formats.ply import write_points_ply
-from .formats.previews import write_confidence_preview, write_depth_preview
-from .geometry.filters import PointSet, gather_points, subsample
-from .imaging import load_image
-from .inputs import FrameRef, VideoSelection, expand_inputs, iter_frames
-from .protocol import ReconstructRequest
+from ..errors import UserError
+from ..formats.colmap import ColmapPoints, write_colmap
+from ..formats.gaussians_ply import write_gaussians_ply
+from ..formats.glb import write_scene_glb
+from ..formats.ply import write_points_ply
+from ..formats.previews import write_confidence_preview, write_depth_preview
+from ..geometry.filters import PointSet, gather_points, subsample
+from ..io.imaging import load_image
+from ..io.inputs import FrameRef, VideoSelection, expand_inputs, iter_frames
+from ..process.protocol import ReconstructRequest
 
 if TYPE_CHECKING:
-    from .jobs import Context
+    from .still import Context
 
 __all__ = [
     "COLMAP_MAX_POINTS",

@@ -49,7 +49,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .errors import JobCancelled, UserError
+from ..errors import JobCancelled, UserError
+from ..version import ENGINE_VERSION
 from .protocol import (
     PROTOCOL_VERSION,
     CancelRequest,
@@ -70,7 +71,6 @@ from .protocol import (
     UnloadRequest,
     decode_request,
 )
-from .version import ENGINE_VERSION
 
 log = logging.getLogger(__name__)
 _LOG_LEVELS = {
@@ -129,7 +129,7 @@ def _empty_cuda_cache() -> None:
 
 
 def _default_loader(source: str, *, device: str, dtype: str) -> Any:
-    from . import weights
+    from .. import weights
 
     return weights.load_model(source, device=device, dtype=dtype)
 
@@ -235,7 +235,7 @@ def _default_runner(request: ReconstructRequest, context: JobContext) -> Mapping
             "PyTorch is not installed in the engine's Python "
             f"({sys.executable}): {context.device_info.problem}. Set up the engine in the add-on preferences."
         )
-    from . import jobs
+    from ..jobs import still as jobs
 
     return jobs.run_reconstruct(request, context)
 
