@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine import jobs  # noqa: E402
 from engine.cli import CliContext  # noqa: E402
-from engine.jobs import still as jobs  # noqa: E402
 from engine.model.random_weights import write_random_checkpoint  # noqa: E402
 from engine.process.protocol import JobOptions, ReconstructRequest  # noqa: E402
 from tests.engine.media import real_looking_image, write_test_video  # noqa: E402
@@ -98,7 +98,7 @@ def main() -> None:
         rss_before = peak_rss_mb()
         if args.tracemalloc:
             tracemalloc.start()
-        summary = jobs.run_reconstruct(request, context)
+        summary = jobs.run_job(request, context)
         traced_peak = tracemalloc.get_traced_memory()[1] if args.tracemalloc else None
         tracemalloc.stop()
         context.rss_at_stage_end[context._stage] = peak_rss_mb()

@@ -73,7 +73,7 @@ def quiet_context():
 
 def child(video: str, checkpoint: str, res: int, chunk: int, overlap: int) -> None:
     """Run one shot job in this (fresh) process and print one JSON line with its numbers."""
-    from engine.jobs import still as jobs
+    from engine import jobs
     from engine.process.protocol import JobOptions, ReconstructRequest
 
     with tempfile.TemporaryDirectory() as out:
@@ -82,7 +82,7 @@ def child(video: str, checkpoint: str, res: int, chunk: int, overlap: int) -> No
             job="bench", inputs=(video,), output=out, model=checkpoint, options=options
         )
         t0 = time.perf_counter()
-        summary = jobs.run_reconstruct(request, quiet_context())
+        summary = jobs.run_job(request, quiet_context())
         seconds = time.perf_counter() - t0
     print(
         json.dumps(

@@ -1,6 +1,6 @@
 """``python -m engine reconstruct|info``: the batch command line over the engine's job runner.
 
-``reconstruct`` runs one job in this process (``jobs.run_reconstruct``, the code the engine process
+``reconstruct`` runs one job in this process (``jobs.run_job``, the code the engine process
 runs for Blender) and writes the same bundle, so a render farm or a GPU box can produce results that
 Blender imports later. Progress goes to stderr as a bar (one line per stage when stderr is not a
 terminal); the summary line goes to stdout. Ctrl-C cancels at the next frame or stage boundary (a
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import JobCancelled, UserError
+from .jobs.context import ModelCache, ModelContext, probe_device
 from .process.protocol import (
     DTYPES,
     EXPORTS,
@@ -34,7 +35,6 @@ from .process.protocol import (
     ReconstructRequest,
     new_job_id,
 )
-from .process.worker import ModelCache, ModelContext, probe_device
 from .version import ENGINE_VERSION, PROTOCOL_VERSION
 
 # Command-line export names → job export names (None: the bundle itself, always written).
@@ -252,7 +252,7 @@ def reconstruct(argv: list[str]) -> int:
         request = _request(args)
     except ProtocolError as exc:
         parser.error(str(exc))  # exits 2
-    from .jobs import still as jobs
+    from .jobs import run_job  # numpy, formats, geometry: only when a job runs
 
     context = CliContext(request.job, offline=args.offline)
 
@@ -264,7 +264,7 @@ def reconstruct(argv: list[str]) -> int:
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        summary = jobs.run_reconstruct(request, context)
+        summary = run_job(request, context)
     except (JobCancelled, KeyboardInterrupt):
         context.bar.print(f"Cancelled: {request.output} holds no finished bundle.")
         return EXIT_CANCELLED

@@ -211,7 +211,7 @@ def _cameras(o: dict, given_w2c, k_given, h: int, w: int, metric: bool) -> dict:
 
 @dataclass(frozen=True)
 class DeviceMemory:
-    """Memory facts about a loaded model, for sizing chunks (``geometry.streaming.chunk_size_for_memory``)."""
+    """Memory facts about a loaded model, for sizing chunks (``model.memory.chunk_size_for_memory``)."""
 
     free_bytes: float | None  # free GPU memory (+ what torch caches but does not use); None off CUDA
     weight_bytes: float  # the model's parameters and buffers as loaded

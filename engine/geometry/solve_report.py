@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .streaming.chunks import CONF_OFFSET  # DA3 confidence is ≥ 1
 from .trajectory import robust_focal
 
 __all__ = [
@@ -54,7 +55,6 @@ PATCH_RADIUS = 3  # 7×7 patches
 SEARCH_RADIUS = 4  # integer search ±4 processed pixels before sub-pixel refinement
 LK_ITERATIONS = 8
 MIN_NCC = 0.8  # a match must correlate at least this well after refinement
-CONF_OFFSET = 1.0  # DA3 confidence is ≥ 1 (see streaming.CONF_OFFSET)
 
 
 # ---------------------------------------------------------------------------------------------- geometry

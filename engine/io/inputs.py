@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..process.protocol.options import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # the job contract
 from .imaging import ImageReadError, load_image
 from .video import VideoReadError, probe_video, read_frames
 
@@ -39,8 +40,6 @@ __all__ = [
     "load_frames",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".tga", ".exr")
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mts", ".mpg", ".mpeg")
 
 FrameRange = tuple[int, int | None, int]  # (start, end exclusive or None, step)
 

@@ -1,21 +1,16 @@
 """A video shot → one solved camera per frame: chunked inference, joining, floor, solve report (issue 5).
 
-Which jobs are shots (``is_shot_request``):
-
-* a job whose only input is one video file — the matchmoving flow — unless it gives known cameras
-  or asks for Gaussians: those need every frame in one network pass and keep the all-at-once path
-  of ``jobs`` (with its full bundle);
-* any frame sequence (videos or stills) when ``options.chunk_size`` is set.
-
-Still images without ``chunk_size`` keep the all-at-once path. A shot writes a *shot bundle*
-(docs/BUNDLE.md): per-frame cameras, a reduced point cloud, the floor alignment, the solve report
-and the shot's facts, but no per-frame depth or images — so memory and disk stay flat in the length
-of the shot, and Blender sees one format for every video shot, however short.
+Which jobs are shots is decided once, by ``protocol.job_kind`` (``ReconstructRequest.kind``): one
+video alone (the matchmoving flow) unless it gives known cameras or asks for Gaussians, or any frame
+sequence with ``chunk_size`` set. A shot writes a *shot bundle* (docs/BUNDLE.md): per-frame cameras, a
+reduced point cloud, the floor alignment, the solve report and the shot's facts, but no per-frame depth
+or images — so memory and disk stay flat in the length of the shot, and Blender sees one format for
+every video shot, however short.
 
 Stages, each reported as ``progress(stage, current, total, message)``:
 
 ``decode``   frames are decoded once, in order, shrunk by DA3's per-image resize as they come
-             (``jobs._decode``) and appended to a raw frame cache file in the job folder
+             (``stages.decode``) and appended to a raw frame cache file in the job folder
              (``FrameCache``); only a few numbers per frame stay in memory. Frames of mixed sizes
              (stills) are centre-cropped to the smallest, DA3's batch rule applied to the whole shot.
 ``load``     the model.
@@ -58,50 +53,38 @@ from ..geometry.cameras import camera_centers
 from ..geometry.filters import PointSet
 from ..geometry.floor import NoFloorFound, fit_floor, up_from_cameras, world_alignment
 from ..geometry.solve_report import SolveReport, build_solve_report
-from ..geometry.streaming import (
-    CONF_OFFSET,
-    ChunkStore,
-    InsufficientMemory,
-    JoinedResult,
-    chunk_size_for_memory,
-    plan_chunks,
-)
+from ..geometry.streaming import CONF_OFFSET, ChunkStore, JoinedResult, plan_chunks
 from ..geometry.trajectory import robust_focal
 from ..io.frame_cache import FrameCache
-from ..io.inputs import VIDEO_EXTENSIONS, FrameRef, expand_inputs
+from ..io.inputs import FrameRef, expand_inputs
 from ..io.video import VideoReadError, probe_video
+from ..model.memory import InsufficientMemory, chunk_size_for_memory
 from ..preprocess import ImageTransform
-from ..process.protocol import JobOptions, ReconstructRequest
+from ..process.protocol import ReconstructRequest
 from .chunking import chunk_from_prediction, run_chunked
-from .exports import SHOT_NOT_AVAILABLE, JobResult, ShotGeometry
-from .still import (
-    Context,
-    _batch_side,
-    _decode,
-    _export,
-    _load_model,
-    _output_folder,
-    _Stages,
-    _unprocess,
+from .context import Context
+from .exports import JobResult, ShotGeometry
+from .stages import (
+    Stages,
+    batch_side,
+    bundle_meta,
+    decode,
+    export,
+    job_summary,
+    load_model,
+    metric_needed,
     metric_scale,
+    output_folder,
+    per_view_arrays,
+    unprocess,
 )
 
-__all__ = ["SHOT_CACHE", "default_overlap", "is_shot_request", "run_shot", "system_memory_available"]
+__all__ = ["SHOT_CACHE", "default_overlap", "run_shot", "system_memory_available"]
 
 SHOT_CACHE = ".shot_cache"  # inside the job folder
 SYSTEM_RAM_SHARE = 0.5  # share of the available RAM a CPU (or MPS) shot plans its chunks for
 DEFAULT_POINT_BUDGET = 400_000  # reduced cloud of a shot when the job sets no max_points
 FALLBACK_CHUNK = 32  # chunk size for a network without a memory estimate (a test double)
-
-
-def is_shot_request(request: ReconstructRequest) -> bool:
-    """True for a chunked shot job (see the module docstring)."""
-    options = request.options
-    if options.chunk_size is not None:
-        return True
-    if options.cameras or options.infer_gs or len(request.inputs) != 1:
-        return False
-    return Path(request.inputs[0]).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def default_overlap(chunk_size: int) -> int:
@@ -126,41 +109,23 @@ def system_memory_available() -> float:
     return 4.0 * 2**30  # Windows without either: assume a modest machine
 
 
-def run_shot(request: ReconstructRequest, context: Context) -> dict[str, Any]:
+def run_shot(request: ReconstructRequest, context: Context, started: float) -> dict[str, Any]:
     """Run one shot job into ``request.output``; returns the summary for ``finished``."""
-    started = time.perf_counter()
     options = request.options
-    _check_shot_options(options)
-    folder = _output_folder(request.output)
+    folder = output_folder(request.output)
     created = not folder.exists()
     cache = folder / SHOT_CACHE
     try:
         with FrameCache(cache / "frames.raw") as frame_cache:
-            summary = _Shot(request, context, frame_cache, ChunkStore(cache / "chunks")).run(folder)
+            summary = _Shot(request, context, frame_cache, ChunkStore(cache / "chunks")).run(folder, started)
     finally:
         if not options.keep_chunk_cache:
             shutil.rmtree(cache, ignore_errors=True)
         if created and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()  # a job that stopped before writing anything leaves no empty folder
-    summary["seconds"] = round(time.perf_counter() - started, 3)
+    summary["seconds"] = round(time.perf_counter() - started, 3)  # the cache's removal included
     context.result(summary["files"], summary)
     return summary
-
-
-def _check_shot_options(options: JobOptions) -> None:
-    if options.cameras:
-        raise UserError(
-            "Known cameras cannot be used when a shot runs in chunks: leave 'chunk size' empty to run all "
-            "frames through the network at once with your cameras, or leave out the cameras file."
-        )
-    if options.infer_gs:
-        raise UserError(
-            "3D Gaussians are not made when a shot runs in chunks: leave 'chunk size' empty to run all "
-            "frames at once, or turn off Gaussians."
-        )
-    for name in options.exports:
-        if name in SHOT_NOT_AVAILABLE:
-            raise UserError(f"The '{name}' export cannot be made: {SHOT_NOT_AVAILABLE[name]}.")
 
 
 # --- frames -------------------------------------------------------------------------------------------
@@ -177,7 +142,7 @@ class _ShotFrames:
 
     @classmethod
     def from_decoded(cls, decoded) -> _ShotFrames:
-        """Frames shrunk one by one (``jobs._Frames``) → one size: the centre crop to the smallest."""
+        """Frames shrunk one by one (``stages.Frames``) → one size: the centre crop to the smallest."""
         h = min(t.final_hw[0] for t in decoded.transforms)
         w = min(t.final_hw[1] for t in decoded.transforms)
         transforms = []
@@ -227,36 +192,17 @@ class _FirstChunk:
     notes: tuple[str, ...]
 
 
-class _ChunkTimer:
-    """``on_stage`` for ``pipeline.predict`` inside a chunk: checks cancel, adds each sub-stage's seconds."""
-
-    def __init__(self, stages: _Stages, context: Context) -> None:
-        self.stages, self.context = stages, context
-        self._open: tuple[str, float] | None = None
-
-    def __call__(self, name: str) -> None:
-        self.close()
-        self.context.check_cancel()
-        self._open = (name, time.perf_counter())
-
-    def close(self) -> None:
-        if self._open is not None:
-            name, t0 = self._open
-            self.stages.add(name, time.perf_counter() - t0)
-            self._open = None
-
-
 class _Shot:
     """One shot job, stage by stage (``run``); see the module docstring."""
 
     def __init__(self, request: ReconstructRequest, context: Context, cache: FrameCache, store: ChunkStore):
         self.request, self.options, self.context = request, request.options, context
         self.cache, self.store = cache, store
-        self.stages = _Stages(context)
+        self.stages = Stages(context)
 
-    def run(self, folder: Path) -> dict[str, Any]:
-        frames = _ShotFrames.from_decoded(_decode(self.request, self.context, self.stages, self.cache.append))
-        model = _load_model(self.request, self.context, self.stages)
+    def run(self, folder: Path, started: float) -> dict[str, Any]:
+        frames = _ShotFrames.from_decoded(decode(self.request, self.context, self.stages, self.cache.append))
+        model = load_model(self.request, self.context, self.stages)
         chunk, overlap = self._chunking(model, frames)
         plan = plan_chunks(len(frames), chunk, overlap)
         joined, first = self._network(model, frames, plan, chunk, overlap)
@@ -267,45 +213,35 @@ class _Shot:
         solved = self._solve(joined, frames, scale, first)
         shot = self._shot_info(frames, solved, chunk, overlap, plan)
         result = JobResult(self.request, frames.refs, frames.original_sizes, solved.geometry, solved.k_plate)
-        units = "metre" if scale is not None else first.units
-        meta = {
-            "is_metric": scale is not None or first.is_metric,
-            "units": units,
-            "scale_factor": scale if scale is not None else first.scale_factor,
-            "model_id": self.request.model,
-            "options": self.options.to_dict(),
-            "ref_view_idx": first.ref_view_idx if first.ref_view_idx >= 0 else None,
-            "report": solved.report.to_dict(),
-            "shot": shot,
-        }
-
-        def bundle_arrays(r: JobResult, timings: dict[str, float]):
-            arrays = _bundle_arrays(r, solved)
-            return arrays, {**meta, "timings": {name: round(s, 4) for name, s in timings.items()}}
-
-        files = _export(folder, result, self.context, self.stages, bundle_arrays)
+        meta = bundle_meta(
+            self.request,
+            is_metric=scale is not None or first.is_metric,
+            units="metre" if scale is not None else first.units,
+            scale_factor=scale if scale is not None else first.scale_factor,
+            ref_view_idx=first.ref_view_idx,
+            report=solved.report.to_dict(),
+            shot=shot,
+        )
+        files = export(folder, result, self.context, self.stages, lambda r: _bundle_arrays(r, solved), meta)
         self.context.log("info", solved.report.summary())
-        h, w = frames.image_hw
-        return {
-            "views": len(frames),
-            "height": h,
-            "width": w,
-            "units": units,
-            "is_metric": bool(meta["is_metric"]),
-            "scale_factor": meta["scale_factor"],
-            "model": self.request.model,
-            "model_name": first.model_name,
-            "ref_view": first.ref_view_idx,
-            "output": str(folder),
-            "files": files,
-            "timings": {name: round(s, 4) for name, s in self.stages.seconds.items()},
-            "shot": True,
-            "chunks": len(plan),
-            "chunk_size": chunk,
-            "overlap": overlap,
-            "focal_px": shot["focal_px"],
-            "median_error_px": _finite_or_none(solved.report.median_error_px),
-        }
+        return job_summary(
+            self.request,
+            folder,
+            meta,
+            views=len(frames),
+            image_hw=frames.image_hw,
+            model_name=first.model_name,
+            ref_view=first.ref_view_idx,
+            files=files,
+            stages=self.stages,
+            started=started,
+            shot=True,
+            chunks=len(plan),
+            chunk_size=chunk,
+            overlap=overlap,
+            focal_px=shot["focal_px"],
+            median_error_px=_finite_or_none(solved.report.median_error_px),
+        )
 
     # --- chunks -------------------------------------------------------------------------------------
 
@@ -345,8 +281,8 @@ class _Shot:
         from ..pipeline import predict  # torch: imported when a job runs
 
         options, context = self.options, self.context
-        side = _batch_side(frames.transforms, options.process_res_method)
-        timer = _ChunkTimer(self.stages, context)
+        side = batch_side(frames.transforms, options.process_res_method)
+        timer = self.stages.clock()
         first: list[_FirstChunk] = []
         predicting = [0.0]
 
@@ -416,10 +352,7 @@ class _Shot:
     def _metric(self, joined: JoinedResult, frames: _ShotFrames, first: _FirstChunk) -> float | None:
         """With ``metric``: the metres per unit of the shot, from the first chunk's frames (else None)."""
         options, context = self.options, self.context
-        if not options.metric:
-            return None
-        if first.units == "metre":
-            context.log("info", f"{first.model_name} is already metric: no metric model needed.")
+        if not metric_needed(options, first.units, first.model_name, context):
             return None
         block = next(joined.iter_blocks())  # the first chunk's own frames, in the shot's world and units
         scale, _ = metric_scale(
@@ -446,7 +379,7 @@ class _Shot:
         w2c = np.array(joined.extrinsics, np.float64)  # (F, 3, 4)
         w2c[:, :, 3] *= s  # camera centres scale with t: the world is scaled about its origin
         k = np.asarray(joined.intrinsics, np.float64)  # (F, 3, 3) processed pixels
-        k_plate = _unprocess(frames.transforms, k)  # (F, 3, 3) plate pixels
+        k_plate = unprocess(frames.transforms, k)  # (F, 3, 3) plate pixels
         points = _point_set(joined.points(), s, w2c, k, frames.image_hw, first.has_conf)
         floor_plane, alignment = self._floor(points, w2c)
 
@@ -565,15 +498,11 @@ def _point_set(
 
 def _bundle_arrays(r: JobResult, solved: _Solved) -> dict[str, Any]:
     """The shot bundle's arrays (schema: docs/BUNDLE.md, "Shot bundles")."""
-    g, refs = solved.geometry, r.refs
+    g = solved.geometry
     arrays: dict[str, Any] = {
         "extrinsics": g.extrinsics,
         "intrinsics": g.intrinsics,
-        "intrinsics_original": r.intrinsics_original,
-        "source_paths": [os.path.abspath(ref.path) for ref in refs],
-        "frame_indices": np.array([ref.frame_index for ref in refs], np.int64),
-        "timestamps_s": np.array([ref.timestamp_s for ref in refs], np.float64),
-        "original_sizes": r.original_sizes,
+        **per_view_arrays(r),
         "points_xyz": g.points.xyz,
         "points_rgb": g.points.rgb,
         "points_conf": g.points.conf,

@@ -12,8 +12,8 @@ import re
 import torch
 from torch import nn
 
+from ..checkpoints import CheckpointError, CheckpointFiles, check_keys
 from ..io.safetensors_io import SafetensorsHeader, read_bytes
-from ..weights import CheckpointError, CheckpointFiles, check_keys
 from .dpt import DPTHead
 from .network import DA3Net, NestedDA3Net
 from .presets import NESTED_PARTS, NESTED_PRESET, PRESETS, get_preset

@@ -28,7 +28,7 @@ Choices:
   ``error`` (``errors.UserError``: its message as written; any other exception: ``"Type: message"``
   plus the traceback). A bad request never kills the worker: it is answered with ``error``.
 
-The job itself is ``jobs.run_reconstruct(request, context)`` (imported lazily); it returns a summary
+The job itself is ``jobs.run_job(request, context)`` (imported lazily); it returns a summary
 dict (or None) for ``finished``. Tests inject another ``runner`` and drive ``Worker`` with in-memory
 streams.
 """
@@ -36,7 +36,6 @@ streams.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import signal
@@ -46,10 +45,10 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from ..errors import JobCancelled, UserError
+from ..jobs.context import DeviceInfo, Loader, ModelCache, ModelContext, probe_device
 from ..version import ENGINE_VERSION
 from .protocol import (
     PROTOCOL_VERSION,
@@ -81,124 +80,6 @@ _LOG_LEVELS = {
 }
 
 Runner = Callable[[ReconstructRequest, "JobContext"], "Mapping[str, Any] | None"]
-Loader = Callable[..., Any]  # loader(source, device=..., dtype=...) -> model
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """What ``ready`` reports: the default device and the torch build."""
-
-    device: str  # "cuda", "mps" or "cpu" (or what --device forced)
-    torch: str | None  # torch version, None when torch cannot be imported
-    cuda: str | None  # CUDA version of the torch build, None on CPU/MPS builds
-    problem: str | None = None  # why torch could not be imported
-
-
-def probe_device(requested: str = "auto") -> DeviceInfo:
-    """Import torch (slow) and pick the default device: CUDA, then Apple MPS, then CPU."""
-    try:
-        import torch
-    except Exception as exc:  # ImportError, or a broken install (missing DLL, bad wheel)
-        return DeviceInfo("cpu", None, None, f"{type(exc).__name__}: {exc}")
-    if requested != "auto":
-        device = requested
-    elif torch.cuda.is_available():
-        device = "cuda"
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        device = "mps"
-    else:
-        device = "cpu"
-    return DeviceInfo(device, str(torch.__version__), torch.version.cuda)
-
-
-def resolve_dtype(dtype: str, device: str) -> str:
-    """Resolve "auto": bfloat16 on CUDA GPUs that support it, else float16 on CUDA, float32 elsewhere."""
-    if dtype != "auto":
-        return dtype
-    if not device.startswith("cuda"):
-        return "float32"
-    import torch
-
-    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-
-
-def _empty_cuda_cache() -> None:
-    torch = sys.modules.get("torch")  # never import torch just to free memory
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _default_loader(source: str, *, device: str, dtype: str) -> Any:
-    from .. import weights
-
-    return weights.load_model(source, device=device, dtype=dtype)
-
-
-class ModelCache:
-    """The one loaded model, keyed by (source, device, dtype); a different key unloads the old one first."""
-
-    def __init__(self, loader: Loader | None = None) -> None:
-        self._loader = loader or _default_loader
-        self.key: tuple[str, str, str] | None = None
-        self.model: Any = None
-
-    @property
-    def source(self) -> str | None:
-        return self.key[0] if self.key else None
-
-    def get(self, source: str, device: str, dtype: str) -> Any:
-        key = (source, device, dtype)
-        if self.key == key:
-            return self.model
-        self.unload()
-        model = self._loader(source, device=device, dtype=dtype)
-        self.model, self.key = model, key
-        return model
-
-    def unload(self) -> bool:
-        """Drop the model and give its memory back; True when there was one."""
-        if self.key is None:
-            return False
-        self.model, self.key = None, None
-        gc.collect()
-        _empty_cuda_cache()
-        return True
-
-
-class ModelContext:
-    """What every job context has (the engine process's and the command line's): models from a
-    ``ModelCache`` kept between jobs, and the job's cancel flag. Subclasses say which device "auto" means
-    (``default_device``) and how to ``log``."""
-
-    def __init__(self, job: str, models: ModelCache) -> None:
-        self.job = job
-        self._models = models
-        self._cancel = threading.Event()
-
-    def default_device(self) -> str:
-        raise NotImplementedError
-
-    def log(self, level: str, message: str) -> None:
-        raise NotImplementedError
-
-    def model_for(self, source: str, device: str = "auto", dtype: str = "auto") -> Any:
-        """The model for (source, device, dtype), loaded once and kept between jobs ("auto" resolved)."""
-        device = self.default_device() if device == "auto" else device
-        dtype = resolve_dtype(dtype, device)
-        if self._models.key != (source, device, dtype):
-            self.log("info", f"Loading model {source} on {device} ({dtype})")
-        return self._models.get(source, device, dtype)
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def check_cancel(self) -> None:
-        """Raise JobCancelled if the user cancelled; call between frames, chunks and stages."""
-        if self._cancel.is_set():
-            raise JobCancelled()
 
 
 class JobContext(ModelContext):
@@ -235,9 +116,9 @@ def _default_runner(request: ReconstructRequest, context: JobContext) -> Mapping
             "PyTorch is not installed in the engine's Python "
             f"({sys.executable}): {context.device_info.problem}. Set up the engine in the add-on preferences."
         )
-    from ..jobs import still as jobs
+    from ..jobs import run_job  # the jobs import numpy, formats and geometry: not needed to start
 
-    return jobs.run_reconstruct(request, context)
+    return run_job(request, context)
 
 
 def _short_message(exc: BaseException) -> str:

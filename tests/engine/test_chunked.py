@@ -115,7 +115,7 @@ def test_the_orchestrator_and_geometry_import_without_torch():
         "import sys; sys.modules['torch'] = None; sys.modules['bpy'] = None\n"
         "import engine.jobs.chunking, engine.geometry.streaming, engine.geometry.floor\n"
         "import engine.geometry.trajectory, engine.geometry.solve_report\n"
-        "from engine.geometry.streaming import chunk_size_for_memory\n"
+        "from engine.model.memory import chunk_size_for_memory\n"
         "print(chunk_size_for_memory(8 * 2**30, 280, 504, 'da3-small'))\n"
     )
     root = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""The job runner in-process (engine.jobs.still) and the metric scale fit (engine.geometry.metric_scale).
+"""The job runner in-process (engine.jobs) and the metric scale fit (engine.geometry.metric_scale).
 
 Jobs run on a random da3-small checkpoint we generate, over synthetic images, with a context that
 records what a client would see. The real engine process is tested in test_engine_process.py.
@@ -16,10 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
+from engine import jobs
 from engine.errors import JobCancelled, UserError
 from engine.formats.bundle import IncompleteBundle, is_complete, read_bundle, write_bundle
 from engine.geometry.metric_scale import MetricScaleError, fit_scale, scale_prediction
-from engine.jobs import still as jobs
+from engine.jobs.cameras_file import read_cameras
 from engine.preprocess import preprocess_images
 from engine.process import protocol as p
 from engine.weights import load_model
@@ -100,7 +101,7 @@ def test_the_network_sees_exactly_da3_preprocessing_and_cameras_map_to_the_origi
     # Mixed sizes (two landscape, one portrait): each frame is resized while decoding, then batch-cropped.
     originals = save_images(tmp_path / "in", [(96, 128), (128, 96), (96, 128)])
     context = RecordingContext()
-    summary = jobs.run_reconstruct(
+    summary = jobs.run_job(
         request([tmp_path / "in"], tmp_path / "out", small_checkpoint, process_res_method=method), context
     )
 
@@ -134,7 +135,7 @@ def test_known_cameras_are_kept_and_their_units_used(small_checkpoint, tmp_path)
     w2c[:, :3, 3] = [[0, 0, 0], [-0.5, 0, 0.1], [-1.0, 0, 0.3]]
     np.savez(tmp_path / "cams.npz", extrinsics=w2c, intrinsics=k)
 
-    jobs.run_reconstruct(
+    jobs.run_job(
         request([tmp_path / "in"], tmp_path / "out", small_checkpoint, cameras=str(tmp_path / "cams.npz")),
         RecordingContext(),
     )
@@ -174,12 +175,12 @@ class FakeMetricNet(torch.nn.Module):
 def test_metric_option_scales_depth_cameras_to_metres_with_the_metric_model(small_checkpoint, tmp_path):
     save_images(tmp_path / "in", [(96, 128)] * 3)
     context = RecordingContext()
-    jobs.run_reconstruct(request([tmp_path / "in"], tmp_path / "rel", small_checkpoint), context)
+    jobs.run_job(request([tmp_path / "in"], tmp_path / "rel", small_checkpoint), context)
     rel = read_bundle(tmp_path / "rel")
 
     fake = FakeMetricNet(np.array(rel.depth), np.array(rel.intrinsics), factor=2.5)
     metric_context = RecordingContext(models={**context.models, "fake/metric": fake})
-    summary = jobs.run_reconstruct(
+    summary = jobs.run_job(
         request([tmp_path / "in"], tmp_path / "m", small_checkpoint, metric=True, metric_model="fake/metric"),
         metric_context,
     )
@@ -223,7 +224,7 @@ def test_gaussians_from_a_giant_model_go_to_the_bundle_and_a_3dgs_ply(tmp_path):
     save_images(tmp_path / "in", [(96, 128)] * 2)
     context = RecordingContext(models={"giant": FakeGiantNet()})
     req = request([tmp_path / "in"], tmp_path / "out", "giant", infer_gs=True, exports=("gaussians",))
-    jobs.run_reconstruct(req, context)
+    jobs.run_job(req, context)
     b = read_bundle(tmp_path / "out")
     assert b.gaussians is not None and len(b.gaussians) == 2 * 84 * 112
     vertex = plyfile.PlyData.read(str(tmp_path / "out" / "gaussians.ply"))["vertex"]
@@ -241,7 +242,7 @@ def test_metric_option_refuses_a_model_that_is_not_metric(small_checkpoint, tmp_
         [tmp_path / "in"], tmp_path / "m", small_checkpoint, metric=True, metric_model=str(small_checkpoint)
     )
     with pytest.raises(UserError, match="not a metric depth model.*DA3METRIC-LARGE"):
-        jobs.run_reconstruct(req, RecordingContext())
+        jobs.run_job(req, RecordingContext())
     assert not is_complete(tmp_path / "m")
 
 
@@ -249,20 +250,20 @@ def test_cancel_while_decoding_raises_and_writes_nothing(small_checkpoint, tmp_p
     save_images(tmp_path / "in", [(96, 128)] * 4)
     context = RecordingContext(cancel_at=("decode", 1))
     with pytest.raises(JobCancelled):
-        jobs.run_reconstruct(request([tmp_path / "in"], tmp_path / "out", small_checkpoint), context)
+        jobs.run_job(request([tmp_path / "in"], tmp_path / "out", small_checkpoint), context)
     assert not (tmp_path / "out").exists()
     assert "network" not in context.stages()
 
 
 def test_cancel_while_exporting_leaves_an_old_bundle_in_that_folder_incomplete(small_checkpoint, tmp_path):
     save_images(tmp_path / "in", [(96, 128)] * 2)
-    jobs.run_reconstruct(request([tmp_path / "in"], tmp_path / "out", small_checkpoint), RecordingContext())
+    jobs.run_job(request([tmp_path / "in"], tmp_path / "out", small_checkpoint), RecordingContext())
     assert is_complete(tmp_path / "out")
 
     context = RecordingContext(cancel_at=("export", 1))
     req = request([tmp_path / "in"], tmp_path / "out", small_checkpoint, exports=("points", "depth"))
     with pytest.raises(JobCancelled):
-        jobs.run_reconstruct(req, context)
+        jobs.run_job(req, context)
     assert not is_complete(tmp_path / "out")
     with pytest.raises(IncompleteBundle, match="manifest.json is missing"):
         read_bundle(tmp_path / "out")
@@ -280,7 +281,7 @@ def test_cancel_while_exporting_leaves_an_old_bundle_in_that_folder_incomplete(s
 def test_requests_the_engine_cannot_serve_fail_with_what_to_do(small_checkpoint, tmp_path, options, message):
     save_images(tmp_path / "in", [(96, 128)] * 2)
     with pytest.raises(UserError, match=message):
-        jobs.run_reconstruct(
+        jobs.run_job(
             request([tmp_path / "in"], tmp_path / "out", small_checkpoint, **options), RecordingContext()
         )
     assert not is_complete(tmp_path / "out")
@@ -295,7 +296,7 @@ def test_colmap_links_plain_stills_and_writes_rotated_or_deep_ones_as_seen(small
     Image.fromarray(make_test_image(1, 96, 128)).save(folder / "b_rotated.jpg", exif=exif, quality=95)
     deep = (make_test_image(2, 96, 128).astype(np.uint16) * 257)[..., 0]
     Image.fromarray(deep).save(folder / "c_deep.png")  # 16-bit grey
-    jobs.run_reconstruct(
+    jobs.run_job(
         request([folder], tmp_path / "out", small_checkpoint, exports=("colmap",)), RecordingContext()
     )
 
@@ -322,7 +323,7 @@ def test_cameras_files_in_npz_and_json_read_the_same(tmp_path):
     np.savez(tmp_path / "c.npz", extrinsics=w2c, intrinsics=k)
     (tmp_path / "c.json").write_text(json.dumps({"extrinsics": w2c.tolist(), "intrinsics": k.tolist()}))
     for name in ("c.npz", "c.json"):
-        cams = jobs.read_cameras(str(tmp_path / name))
+        cams = read_cameras(str(tmp_path / name))
         assert cams.extrinsics.shape == (2, 4, 4) and cams.intrinsics.shape == (2, 3, 3)
         np.testing.assert_array_equal(cams.extrinsics[:, :3], w2c)
     with pytest.raises(UserError, match="has 2 cameras but the job has 3 frames"):
@@ -352,10 +353,10 @@ def test_bad_cameras_files_say_what_is_wrong(tmp_path):
         if text is not None:
             (tmp_path / name).write_text(text)
         with pytest.raises(UserError, match=message):
-            jobs.read_cameras(str(tmp_path / name))
+            read_cameras(str(tmp_path / name))
     np.savez(tmp_path / "pickled.npz", intrinsics=np.array([object()], dtype=object))
     with pytest.raises(UserError, match="cannot be read"):
-        jobs.read_cameras(str(tmp_path / "pickled.npz"))
+        read_cameras(str(tmp_path / "pickled.npz"))
 
 
 # --- the bundle's intrinsics_original -----------------------------------------------------------------

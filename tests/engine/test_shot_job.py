@@ -21,14 +21,14 @@ import pytest
 import trimesh
 from PIL import Image
 
+from engine import jobs
 from engine.errors import JobCancelled, UserError
 from engine.formats.bundle import is_complete, read_bundle
 from engine.geometry.cameras import camera_centers
 from engine.geometry.streaming import plan_chunks
 from engine.io.frame_cache import FrameCache
 from engine.io.video import probe_video
-from engine.jobs import still as jobs
-from engine.jobs.shot import SHOT_CACHE, default_overlap, is_shot_request
+from engine.jobs.shot import SHOT_CACHE, default_overlap
 from engine.process import protocol as p
 from engine.process.client import EngineClient
 from tests.engine.media import make_test_images, read_frame_number, write_test_video
@@ -110,7 +110,7 @@ def test_a_video_in_chunks_gives_a_complete_shot_bundle(videos, small_checkpoint
         keep_chunk_cache=True,
     )
     context = RecordingContext()
-    summary = jobs.run_reconstruct(req, context)
+    summary = jobs.run_job(req, context)
     b = read_bundle(out)
     n = 24
     plan = plan_chunks(n, 8, 3)
@@ -167,7 +167,7 @@ def test_a_frame_range_and_stride_keep_exact_frame_numbers(videos, small_checkpo
     req = request(
         [videos["shot"]], out, small_checkpoint, frames=(3, 22, 2), chunk_size=4, keep_chunk_cache=True
     )
-    jobs.run_reconstruct(req, RecordingContext())
+    jobs.run_job(req, RecordingContext())
     b = read_bundle(out)
     expected = list(range(3, 22, 2))
     assert b.frame_indices.tolist() == expected and b.num_views == len(expected)
@@ -179,7 +179,7 @@ def test_a_frame_range_and_stride_keep_exact_frame_numbers(videos, small_checkpo
 
 def test_a_variable_frame_rate_video_keeps_its_real_timestamps(videos, small_checkpoint, tmp_path):
     out = tmp_path / "out"
-    jobs.run_reconstruct(request([videos["vfr"]], out, small_checkpoint, chunk_size=6), RecordingContext())
+    jobs.run_job(request([videos["vfr"]], out, small_checkpoint, chunk_size=6), RecordingContext())
     b = read_bundle(out)
     assert b.frame_indices.tolist() == list(range(len(VFR_TIMES)))
     np.testing.assert_allclose(b.timestamps_s, VFR_TIMES, atol=1e-4)
@@ -194,7 +194,7 @@ def test_a_range_in_movie_positions_solves_the_frames_blender_shows(videos, smal
     req = request(
         [videos["vfr"]], out, small_checkpoint, chunk_size=4, frames=(0, 12, 1), frame_positions_fps=10.0
     )
-    jobs.run_reconstruct(req, RecordingContext())
+    jobs.run_job(req, RecordingContext())
     b = read_bundle(out)
     # positions of VFR_TIMES at 10 fps: 0 0 1 1 3 3 4 5 6 6 10 10 10 13
     assert b.frame_indices.tolist() == [1, 3, 5, 6, 7, 9, 12]
@@ -206,8 +206,8 @@ def test_a_short_video_without_chunk_options_is_one_chunk_of_the_same_format(
     videos, small_checkpoint, tmp_path
 ):
     req = request([videos["short"]], tmp_path / "out", small_checkpoint)
-    assert is_shot_request(req)
-    summary = jobs.run_reconstruct(req, RecordingContext())
+    assert req.kind == "shot"
+    summary = jobs.run_job(req, RecordingContext())
     b = read_bundle(tmp_path / "out")
     assert summary["chunks"] == 1 and b.shot["chunks"] == [[0, 5]] and b.report["joints"] == []
     assert b.images is None and b.num_views == 6 and len(b.points) > 0 and b.shot["fps"] == pytest.approx(25)
@@ -234,7 +234,7 @@ def test_the_frame_cache_gives_back_every_frame_exactly(tmp_path):
 
 def test_which_jobs_are_shots(videos, tmp_path):
     def shot(inputs, **options) -> bool:
-        return is_shot_request(request(inputs, tmp_path, "m", **options))
+        return request(inputs, tmp_path, "m", **options).kind == "shot"
 
     save_images(tmp_path / "stills", [(H, W)] * 2)
     assert shot([videos["shot"]]) and shot([tmp_path / "stills"], chunk_size=4)
@@ -247,9 +247,7 @@ def test_which_jobs_are_shots(videos, tmp_path):
 def test_stills_with_a_chunk_size_become_a_shot(small_checkpoint, tmp_path):
     save_images(tmp_path / "stills", [(H, W)] * 7)
     out = tmp_path / "out"
-    jobs.run_reconstruct(
-        request([tmp_path / "stills"], out, small_checkpoint, chunk_size=4), RecordingContext()
-    )
+    jobs.run_job(request([tmp_path / "stills"], out, small_checkpoint, chunk_size=4), RecordingContext())
     b = read_bundle(out)
     assert b.num_views == 7 and b.frame_indices.tolist() == [-1] * 7 and np.isnan(b.timestamps_s).all()
     assert b.shot["fps"] is None and b.shot["frame_count"] == 7 and b.report["frames"] == list(range(7))
@@ -258,7 +256,7 @@ def test_stills_with_a_chunk_size_become_a_shot(small_checkpoint, tmp_path):
 def test_metric_scale_from_the_first_chunk_applies_to_the_whole_shot(videos, small_checkpoint, tmp_path):
     context = RecordingContext()
     rel_out = tmp_path / "rel"
-    jobs.run_reconstruct(
+    jobs.run_job(
         request([videos["shot"]], rel_out, small_checkpoint, chunk_size=8, keep_chunk_cache=True), context
     )
     rel = read_bundle(rel_out)
@@ -275,7 +273,7 @@ def test_metric_scale_from_the_first_chunk_applies_to_the_whole_shot(videos, sma
         metric=True,
         metric_model="fake/metric",
     )
-    summary = jobs.run_reconstruct(req, metric_context)
+    summary = jobs.run_job(req, metric_context)
     b = read_bundle(tmp_path / "m")
     assert b.units == "metre" and b.is_metric and b.scale_factor == pytest.approx(2.5, rel=1e-4)
     assert summary["units"] == "metre" and "metric" in metric_context.stages()
@@ -289,7 +287,7 @@ def test_cancel_between_chunks_leaves_no_bundle_and_no_cache(videos, small_check
     out = tmp_path / "out"
     context = RecordingContext(cancel_at=("network", 2))
     with pytest.raises(JobCancelled):
-        jobs.run_reconstruct(request([videos["shot"]], out, small_checkpoint, chunk_size=8), context)
+        jobs.run_job(request([videos["shot"]], out, small_checkpoint, chunk_size=8), context)
     network = [e for e in context.events if e[:2] == ("progress", "network")]
     assert [e[2] for e in network] == [0, 1, 2]  # no third chunk ran
     assert not is_complete(out) and not out.exists()  # the cache went, and with it the folder it made
@@ -308,9 +306,7 @@ def test_what_a_shot_cannot_do_is_refused_before_any_work(
 ):
     context = RecordingContext()
     with pytest.raises(UserError, match=message):
-        jobs.run_reconstruct(
-            request([videos["shot"]], tmp_path / "out", small_checkpoint, **options), context
-        )
+        jobs.run_job(request([videos["shot"]], tmp_path / "out", small_checkpoint, **options), context)
     assert not (tmp_path / "out").exists() and "decode" not in context.stages()
 
 
@@ -339,7 +335,7 @@ def _traced_peaks(folder: Path, frames: int, checkpoint: Path, models: dict) -> 
     context = PeakContext(models=models)  # the model is loaded already: weights are not per-frame memory
     tracemalloc.start()
     try:
-        jobs.run_reconstruct(req, context)
+        jobs.run_job(req, context)
         context.progress("end", 0, 0)
     finally:
         tracemalloc.stop()

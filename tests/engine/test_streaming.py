@@ -14,16 +14,14 @@ from engine.geometry.streaming import (
     ChunkJoint,
     ChunkPrediction,
     ChunkStore,
-    InsufficientMemory,
     JoinedResult,
     StreamingJoiner,
-    chunk_size_for_memory,
-    estimate_chunk_bytes,
     fit_chunk_transform,
     join_chunks,
     plan_chunks,
 )
 from engine.geometry.trajectory import absolute_trajectory_error, path_length
+from engine.model.memory import InsufficientMemory, chunk_size_for_memory, estimate_chunk_bytes
 from tests.engine import synthetic_shot as shot
 
 
