@@ -42,7 +42,7 @@ from ..io.inputs import FrameRef, VideoSelection, expand_inputs, iter_frames
 from ..process.protocol import ReconstructRequest
 
 if TYPE_CHECKING:
-    from .still import Context
+    from .context import Context
 
 __all__ = [
     "COLMAP_MAX_POINTS",

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io.safetensors_io import write_file
 from ..checkpoints import CONFIG_NAME, WEIGHTS_NAME, canonical_key
+from ..io.safetensors_io import write_file
 from .loading import build_network, network_key_to_file
 
 GAINS = {"cam_dec.fc_fov.0.weight": 0.1, "cam_dec.fc_qvec.weight": 0.3, "cam_dec.fc_t.weight": 3.0}
