@@ -84,6 +84,12 @@ class Bundle:
     manifest: dict[str, Any] = field(repr=False)
 
     @property
+    def kind(self) -> str:
+        """"shot" (a video solved in chunks: one camera over a plate, ``shot_json``) or "still" — the job's
+        kind (``protocol.job_kind``) as its bundle records it; importers dispatch on this alone."""
+        return "shot" if self.shot is not None else "still"
+
+    @property
     def num_views(self) -> int:
         return int(self.extrinsics.shape[0])
 
