@@ -28,7 +28,9 @@ from .jobs.context import ModelCache, ModelContext, probe_device
 from .process.protocol import (
     DTYPES,
     EXPORTS,
+    PATCH_SIZE,
     PROCESS_RES_METHODS,
+    PROCESS_RES_RANGE,
     REF_VIEW_STRATEGIES,
     JobOptions,
     ProtocolError,
@@ -101,7 +103,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ID_OR_FOLDER",
         help="hub id (depth-anything/DA3-LARGE-1.1) or folder",
     )
-    add("--process-res", type=int, default=d.process_res, metavar="N", help="network resolution in pixels")
+    low, high = PROCESS_RES_RANGE
+    add(
+        "--process-res",
+        type=int,
+        default=d.process_res,
+        metavar="N",
+        help=f"network resolution in pixels ({low}-{high}; sides are rounded to multiples of {PATCH_SIZE})",
+    )
     add("--process-res-method", choices=PROCESS_RES_METHODS, default=d.process_res_method)
     add(
         "--export",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .io.imaging import resize_uint8
+from .process.protocol.options import PATCH_SIZE  # defined once, with the other option limits
 
 __all__ = [
     "METHODS",
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 METHODS = ("upper_bound_resize", "upper_bound_crop", "lower_bound_resize", "lower_bound_crop")
-PATCH_SIZE = 14
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
