@@ -31,15 +31,15 @@ Stages, each reported as ``progress(stage, current, total, message)``:
 Chunking: ``chunk_size`` from the options, else ``chunk_size_for_memory`` for the free CUDA memory
 (on a GPU) or half the system's available RAM (elsewhere); ``chunk_overlap`` from the options, else
 half a chunk (DA3-Streaming's 120/60 and the protocol's default), at least 2 frames and always
-fewer than the chunk. The cache folder ``<output>/.shot_cache`` (frames, chunks, joined parts) is
-deleted when the job ends, also on error or cancel, unless ``keep_chunk_cache`` is set.
+fewer than the chunk. The cache (frames, chunks, joined parts) lives in the job's scratch folder beside
+the output and is deleted when the job ends, also on error or cancel (a killed job's is removed by the
+next job on that output); with ``keep_chunk_cache`` it is kept as ``<output>/.shot_cache``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import JobCancelled, UserError
+from ..formats.bundle.publish import OutputFolder
 from ..geometry.cameras import camera_centers
 from ..geometry.filters import PointSet
 from ..geometry.floor import NoFloorFound, fit_floor, up_from_cameras, world_alignment
@@ -74,14 +75,14 @@ from .stages import (
     load_model,
     metric_needed,
     metric_scale,
-    output_folder,
+    open_output,
     per_view_arrays,
     unprocess,
 )
 
 __all__ = ["SHOT_CACHE", "default_overlap", "run_shot", "system_memory_available"]
 
-SHOT_CACHE = ".shot_cache"  # inside the job folder
+SHOT_CACHE = ".shot_cache"  # in the scratch folder; kept inside the result with keep_chunk_cache
 SYSTEM_RAM_SHARE = 0.5  # share of the available RAM a CPU (or MPS) shot plans its chunks for
 DEFAULT_POINT_BUDGET = 400_000  # reduced cloud of a shot when the job sets no max_points
 FALLBACK_CHUNK = 32  # chunk size for a network without a memory estimate (a test double)
@@ -112,17 +113,12 @@ def system_memory_available() -> float:
 def run_shot(request: ReconstructRequest, context: Context, started: float) -> dict[str, Any]:
     """Run one shot job into ``request.output``; returns the summary for ``finished``."""
     options = request.options
-    folder = output_folder(request.output)
-    created = not folder.exists()
-    cache = folder / SHOT_CACHE
-    try:
+    with open_output(request) as target:
+        cache = target.scratch / SHOT_CACHE
         with FrameCache(cache / "frames.raw") as frame_cache:
-            summary = _Shot(request, context, frame_cache, ChunkStore(cache / "chunks")).run(folder, started)
-    finally:
-        if not options.keep_chunk_cache:
-            shutil.rmtree(cache, ignore_errors=True)
-        if created and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()  # a job that stopped before writing anything leaves no empty folder
+            summary = _Shot(request, context, frame_cache, ChunkStore(cache / "chunks")).run(target, started)
+        if options.keep_chunk_cache:  # for inspection, inside the published result
+            os.replace(cache, target.out / SHOT_CACHE)
     summary["seconds"] = round(time.perf_counter() - started, 3)  # the cache's removal included
     context.result(summary["files"], summary)
     return summary
@@ -200,7 +196,7 @@ class _Shot:
         self.cache, self.store = cache, store
         self.stages = Stages(context)
 
-    def run(self, folder: Path, started: float) -> dict[str, Any]:
+    def run(self, target: OutputFolder, started: float) -> dict[str, Any]:
         frames = _ShotFrames.from_decoded(decode(self.request, self.context, self.stages, self.cache.append))
         model = load_model(self.request, self.context, self.stages)
         chunk, overlap = self._chunking(model, frames)
@@ -222,11 +218,11 @@ class _Shot:
             report=solved.report.to_dict(),
             shot=shot,
         )
-        files = export(folder, result, self.context, self.stages, lambda r: _bundle_arrays(r, solved), meta)
+        files = export(target, result, self.context, self.stages, lambda r: _bundle_arrays(r, solved), meta)
         self.context.log("info", solved.report.summary())
         return job_summary(
             self.request,
-            folder,
+            target.out,
             meta,
             views=len(frames),
             image_hw=frames.image_hw,

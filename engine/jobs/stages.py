@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import JobCancelled, UserError
-from ..formats.bundle import BundleWriter
+from ..formats.bundle import BundleError, BundleWriter
+from ..formats.bundle.publish import OutputFolder
 from ..geometry.metric_scale import MetricScaleError, fit_scale
 from ..io.imaging import ImageReadError
 from ..io.inputs import Cancelled, FrameRef, load_frames
@@ -42,7 +44,7 @@ __all__ = [
     "job_summary",
     "load_model",
     "metric_scale",
-    "output_folder",
+    "open_output",
     "per_view_arrays",
     "unprocess",
 ]
@@ -79,18 +81,24 @@ def check_options(request: ReconstructRequest, context: Context) -> None:
         context.log("info", note)
 
 
-def output_folder(path: str) -> Path:
-    """The output folder, checked before any work (it is created only when the result is written)."""
-    folder = Path(path).expanduser().absolute()
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"The output '{folder}' is a file, not a folder. Choose a folder for the result.")
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+@contextmanager
+def open_output(request: ReconstructRequest) -> Iterator[OutputFolder]:
+    """The job's output folder, locked for this job and repaired, with a fresh staging folder (checked
+    before any work; the result is swapped in only when it is complete, by ``export``)."""
+    target = OutputFolder(request.output, request.job)
+    try:
+        target.__enter__()
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
         raise UserError(
-            f"Cannot write the output folder '{folder}' ('{existing}' is not writable). "
+            f"Cannot write the output folder '{target.out}' ({exc.strerror or exc}). "
             "Choose a folder you can write to."
-        )
-    return folder
+        ) from None
+    try:
+        yield target
+    finally:
+        target.__exit__(None, None, None)
 
 
 # --- timing -------------------------------------------------------------------------------------------
@@ -284,7 +292,7 @@ BundleArrays = Callable[[JobResult], dict[str, Any]]
 
 
 def export(
-    folder: Path,
+    target: OutputFolder,
     r: JobResult,
     context: Context,
     stages: Stages,
@@ -292,14 +300,14 @@ def export(
     meta: dict[str, Any],
 ) -> dict[str, str]:
     """Write the exports, then reconstruction.npz (``bundle_arrays(result)`` and ``meta``, with the
-    timings), then the manifest.
+    timings), then the manifest, all into the staging folder; then swap it in as the result.
 
-    Returns name → path ("bundle" for reconstruction.npz); each export's seconds go to
+    Returns name → final path ("bundle" for reconstruction.npz); each export's seconds go to
     ``stages.seconds["export." + name]``."""
     exports = r.request.options.exports
     total = len(exports) + 1
     stages.begin("export", total, "Writing the result")
-    writer = BundleWriter(folder)  # removes an old manifest: the folder reads incomplete until finish()
+    writer = BundleWriter(target.staging)
     files: dict[str, str] = {}
     for done, name in enumerate(exports, 1):
         context.check_cancel()
@@ -317,10 +325,12 @@ def export(
     files["bundle"] = str(writer.write_arrays(bundle_arrays(r), {**meta, "timings": stages.rounded()}))
     context.check_cancel()
     writer.finish()
+    context.check_cancel()  # the last moment a cancel keeps the earlier result
+    target.publish()
     stages.add("export", time.perf_counter() - t0)
     stages.add("export.bundle", time.perf_counter() - t0)
     context.progress("export", total, total, "Wrote reconstruction.npz")
-    return files
+    return {name: target.final_path(path) for name, path in files.items()}
 
 
 def per_view_arrays(r: JobResult) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from .stages import (
     load_model,
     metric_needed,
     metric_scale,
-    output_folder,
+    open_output,
     per_view_arrays,
     unprocess,
 )
@@ -53,33 +53,31 @@ def run_still(request: ReconstructRequest, context: Context, started: float) -> 
     """Run a still job into ``request.output``; returns the summary for ``finished``."""
     options = request.options
     cameras = read_cameras(options.cameras) if options.cameras else None
-    folder = output_folder(request.output)
-    stages = Stages(context)
-
-    frames = decode(request, context, stages)
-    if cameras is not None:
-        cameras.check_count(len(frames.refs))
-    model = load_model(request, context, stages)
-    prediction = _predict(model, frames, cameras, options, stages)
-    prediction = _metric(prediction, frames, request, context, stages)
-    for note in prediction.notes:
-        context.log("warning", note)
-    prediction, k_original = _to_original(prediction, frames)
-    result = JobResult(request, frames.refs, frames.original_sizes, prediction, k_original)
-    frames.images.clear()  # the shrunk frames are no longer needed (the prediction keeps its own copy)
-
-    p = result.prediction
-    meta = bundle_meta(
-        request,
-        is_metric=p.is_metric,
-        units=p.units,
-        scale_factor=p.scale_factor,
-        ref_view_idx=p.ref_view_idx,
-    )
-    files = export(folder, result, context, stages, _bundle_arrays, meta)
+    with open_output(request) as target:
+        stages = Stages(context)
+        frames = decode(request, context, stages)
+        if cameras is not None:
+            cameras.check_count(len(frames.refs))
+        model = load_model(request, context, stages)
+        prediction = _predict(model, frames, cameras, options, stages)
+        prediction = _metric(prediction, frames, request, context, stages)
+        for note in prediction.notes:
+            context.log("warning", note)
+        prediction, k_original = _to_original(prediction, frames)
+        result = JobResult(request, frames.refs, frames.original_sizes, prediction, k_original)
+        frames.images.clear()  # the shrunk frames are no longer needed (the prediction keeps its own copy)
+        p = result.prediction
+        meta = bundle_meta(
+            request,
+            is_metric=p.is_metric,
+            units=p.units,
+            scale_factor=p.scale_factor,
+            ref_view_idx=p.ref_view_idx,
+        )
+        files = export(target, result, context, stages, _bundle_arrays, meta)
     summary = job_summary(
         request,
-        folder,
+        target.out,
         meta,
         views=len(p.depth),
         image_hw=p.depth.shape[1:],

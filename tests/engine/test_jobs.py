@@ -18,7 +18,7 @@ from PIL import Image
 
 from engine import jobs
 from engine.errors import JobCancelled, UserError
-from engine.formats.bundle import IncompleteBundle, is_complete, read_bundle, write_bundle
+from engine.formats.bundle import is_complete, read_bundle, write_bundle
 from engine.geometry.metric_scale import MetricScaleError, fit_scale, scale_prediction
 from engine.jobs.cameras_file import read_cameras
 from engine.preprocess import preprocess_images
@@ -255,18 +255,21 @@ def test_cancel_while_decoding_raises_and_writes_nothing(small_checkpoint, tmp_p
     assert "network" not in context.stages()
 
 
-def test_cancel_while_exporting_leaves_an_old_bundle_in_that_folder_incomplete(small_checkpoint, tmp_path):
+def test_cancel_while_exporting_keeps_the_old_bundle_whole(small_checkpoint, tmp_path):
+    """Issue 10: a failed re-run never touches the finished result already in the folder."""
     save_images(tmp_path / "in", [(96, 128)] * 2)
     jobs.run_job(request([tmp_path / "in"], tmp_path / "out", small_checkpoint), RecordingContext())
     assert is_complete(tmp_path / "out")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
 
     context = RecordingContext(cancel_at=("export", 1))
     req = request([tmp_path / "in"], tmp_path / "out", small_checkpoint, exports=("points", "depth"))
     with pytest.raises(JobCancelled):
         jobs.run_job(req, context)
-    assert not is_complete(tmp_path / "out")
-    with pytest.raises(IncompleteBundle, match="manifest.json is missing"):
-        read_bundle(tmp_path / "out")
+    assert is_complete(tmp_path / "out")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert read_bundle(tmp_path / "out").num_views == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.da3-lock", "in", "out"]  # no staging left
 
 
 @pytest.mark.parametrize(

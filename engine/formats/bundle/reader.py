@@ -85,7 +85,7 @@ class Bundle:
 
     @property
     def kind(self) -> str:
-        """"shot" (a video solved in chunks: one camera over a plate, ``shot_json``) or "still" — the job's
+        """ "shot" (a video solved in chunks: one camera over a plate, ``shot_json``) or "still" — the job's
         kind (``protocol.job_kind``) as its bundle records it; importers dispatch on this alone."""
         return "shot" if self.shot is not None else "still"
 
