@@ -17,13 +17,14 @@ import os
 import platform
 import signal
 import sys
+import tempfile
 import traceback
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import JobCancelled, UserError
+from .errors import JobCancelled, UserError, explain
 from .jobs.context import ModelCache, ModelContext, probe_device
 from .process.protocol import (
     DTYPES,
@@ -275,20 +276,39 @@ def reconstruct(argv: list[str]) -> int:
     try:
         summary = run_job(request, context)
     except (JobCancelled, KeyboardInterrupt):
-        context.bar.print(f"Cancelled: {request.output} holds no finished bundle.")
+        context.bar.print(f"Cancelled: {_what_is_left(request.output)}")
         return EXIT_CANCELLED
     except UserError as exc:
         context.bar.print(f"error: {exc}")
         return EXIT_FAILED
     except Exception as exc:
-        context.bar.print(traceback.format_exc().rstrip())
-        context.bar.print(f"error: {type(exc).__name__}: {exc}")
+        log = _write_traceback(request.job)
+        context.bar.print(f"error: {explain(exc)}" + (f" (details: {log})" if log else ""))
         return EXIT_FAILED
     finally:
         signal.signal(signal.SIGINT, previous)
     context.bar.clear()
     print(summary_line(summary), flush=True)
     return EXIT_OK
+
+
+def _what_is_left(output: str) -> str:
+    """What a cancelled job leaves: the earlier result, untouched, or nothing."""
+    from .formats.bundle import is_complete
+
+    if is_complete(output):
+        return f"the earlier result in {output} is intact."
+    return f"nothing was written to {output}."
+
+
+def _write_traceback(job: str) -> str | None:
+    """The traceback of the exception being handled, into a log file (its path), not onto the screen."""
+    path = Path(tempfile.gettempdir()) / f"da3-engine-error-{job}.log"
+    try:
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+    except OSError:
+        return None
+    return str(path)
 
 
 # --- info ---------------------------------------------------------------------------------------------

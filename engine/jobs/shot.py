@@ -77,6 +77,7 @@ from .stages import (
     metric_scale,
     open_output,
     per_view_arrays,
+    refuse_non_finite,
     unprocess,
 )
 
@@ -296,6 +297,8 @@ class _Shot:
             )
             timer.close()
             predicting[0] += time.perf_counter() - t0
+            refs = [frames.refs[i] for i in positions]
+            refuse_non_finite(refs, prediction.extrinsics, prediction.intrinsics, prediction.depth)
             if tuple(prediction.depth.shape[1:]) != frames.image_hw:
                 raise RuntimeError(
                     f"predict resized pre-sized frames {frames.image_hw} to {prediction.depth.shape}"

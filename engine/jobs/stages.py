@@ -46,6 +46,7 @@ __all__ = [
     "metric_scale",
     "open_output",
     "per_view_arrays",
+    "refuse_non_finite",
     "unprocess",
 ]
 
@@ -283,6 +284,33 @@ def metric_needed(options: JobOptions, units: str, model_name: str, context: Con
         context.log("info", f"{model_name} is already metric: no metric model needed.")
         return False
     return True
+
+
+def refuse_non_finite(
+    refs: list[FrameRef], extrinsics: np.ndarray, intrinsics: np.ndarray, depth: np.ndarray | None = None
+) -> None:
+    """Fail the job, saying which views and what to try, when the network gave non-finite numbers: a
+    camera with a NaN or infinity, or a depth map that is not finite on most of its pixels (a damaged
+    checkpoint, or a precision the device does not handle). Nothing non-finite is ever written."""
+    n = len(extrinsics)
+    bad = ~np.isfinite(np.asarray(extrinsics).reshape(n, -1)).all(1)
+    bad |= ~np.isfinite(np.asarray(intrinsics).reshape(n, -1)).all(1)
+    if depth is not None:
+        bad |= np.isfinite(np.asarray(depth).reshape(n, -1)).mean(1) < 0.5
+    if not bad.any():
+        return
+    names = [_frame_name(refs[i]) if i < len(refs) else f"view {i + 1}" for i in np.flatnonzero(bad)]
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    raise UserError(
+        f"The network gave numbers that are not finite (NaN) for {len(names)} of {n} views ({shown}), so "
+        "nothing was written. Try full precision (fp32), another device (CPU), or another model; if every "
+        "view fails, the checkpoint may be damaged: download it again."
+    )
+
+
+def _frame_name(ref: FrameRef) -> str:
+    name = Path(ref.path).name
+    return f"{name} frame {ref.frame_index}" if ref.frame_index >= 0 else name
 
 
 # --- the bundle ---------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from .stages import (
     metric_scale,
     open_output,
     per_view_arrays,
+    refuse_non_finite,
     unprocess,
 )
 
@@ -60,6 +61,7 @@ def run_still(request: ReconstructRequest, context: Context, started: float) -> 
             cameras.check_count(len(frames.refs))
         model = load_model(request, context, stages)
         prediction = _predict(model, frames, cameras, options, stages)
+        refuse_non_finite(frames.refs, prediction.extrinsics, prediction.intrinsics, prediction.depth)
         prediction = _metric(prediction, frames, request, context, stages)
         for note in prediction.notes:
             context.log("warning", note)

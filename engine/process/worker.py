@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
-from ..errors import JobCancelled, UserError
+from ..errors import JobCancelled, UserError, explain
 from ..jobs.context import DeviceInfo, Loader, ModelCache, ModelContext, probe_device
 from ..version import ENGINE_VERSION
 from .protocol import (
@@ -119,18 +119,6 @@ def _default_runner(request: ReconstructRequest, context: JobContext) -> Mapping
     from ..jobs import run_job  # the jobs import numpy, formats and geometry: not needed to start
 
     return run_job(request, context)
-
-
-def _short_message(exc: BaseException) -> str:
-    """One line for the user: 'Type: first line of the message'."""
-    name = type(exc).__name__
-    if name == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, matched without importing torch
-        return "Out of GPU memory. Try a lower resolution, a smaller chunk size or a smaller model."
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"{name}: {text}" if text else name
 
 
 class Worker:
@@ -232,7 +220,7 @@ class Worker:
             self.dispatch(request)
         except Exception as exc:  # a bug here must not kill the worker
             log.exception("handling %s failed", request.TYPE)
-            self.emit(ErrorEvent(job=None, message=_short_message(exc), traceback=traceback.format_exc()))
+            self.emit(ErrorEvent(job=None, message=explain(exc), traceback=traceback.format_exc()))
 
     def _is_known(self, job: str) -> bool:
         with self._cond:
@@ -378,7 +366,7 @@ class Worker:
                 job=job, message=str(exc) or "The job failed.", traceback=traceback.format_exc()
             )
         except BaseException as exc:  # every job must end with a terminal event
-            terminal = ErrorEvent(job=job, message=_short_message(exc), traceback=traceback.format_exc())
+            terminal = ErrorEvent(job=job, message=explain(exc), traceback=traceback.format_exc())
             if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: report, then let it go on
                 fatal = exc
         with self._cond:
