@@ -11,6 +11,7 @@ one tap at a time.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -118,10 +119,33 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+BYTES_PER_DECODED_PIXEL = 12  # RGB in PIL, its numpy copy, the resize's float work: what a pixel costs
+
+
+def pixel_limit() -> int:
+    """The most pixels one image may have: what half the available memory decodes, never less than
+    Pillow's own guard (89 MP); larger files are refused as decompression bombs."""
+    from ..sysinfo import system_memory_available
+
+    return max(89_478_485, int(0.5 * system_memory_available() / BYTES_PER_DECODED_PIXEL))
+
+
 def _load_with_pil(p: Path) -> np.ndarray:
     from PIL import Image, ImageOps
 
-    with Image.open(p) as im:
+    limit = pixel_limit()
+    Image.MAX_IMAGE_PIXELS = limit // 2  # Pillow refuses above twice this (and only warns below)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(
+            f"'{p.name}' is too large to decode here ({exc}): this machine's memory allows images up to "
+            f"{limit / 1e6:.0f} megapixels. Downscale it, or free memory; a file that claims a huge size "
+            "but is small on disk may be a decompression bomb."
+        ) from None
+    with im:
         im.load()  # decode now, so a truncated file fails here and not later
         try:
             im = ImageOps.exif_transpose(im)

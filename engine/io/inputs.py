@@ -249,11 +249,32 @@ def iter_frames(
             for frame in selected:
                 got += 1
                 yield FrameRef(item.path, frame.index, frame.timestamp_s), frame.image
+            missing = _missing_frames(item, got)
+            if missing:
+                warnings.append(missing)
         except VideoReadError as exc:
             if got and skip_unreadable:  # keep what decoded before the damage
                 warnings.append(f"Video '{Path(item.path).name}' stopped early after {got} frames: {exc}")
                 continue
             raise InputError(str(exc)) from exc
+
+
+def _missing_frames(item: VideoSelection, got: int) -> str | None:
+    """A warning when a video ended before the end of an explicit frame range: which requested frames
+    (or movie positions) it could not give, and why that happens."""
+    if item.end is None or item.target_fps is not None:
+        return None
+    requested = range(item.start, item.end, item.step)
+    if got >= len(requested):
+        return None
+    missing = list(requested[got:])
+    shown = ", ".join(map(str, missing[:8])) + (f" … ({len(missing)} in all)" if len(missing) > 8 else "")
+    unit = "frames" if item.positions_fps is None else "movie positions"
+    return (
+        f"Video '{Path(item.path).name}' ended early: requested {unit} {shown} could not be decoded (the file "
+        "is shorter than the range, or cut short or damaged). The job goes on without them; check the file "
+        "or choose a range inside it."
+    )
 
 
 def load_frames(

@@ -62,6 +62,7 @@ from ..io.video import VideoReadError, probe_video
 from ..model.memory import InsufficientMemory, chunk_size_for_memory
 from ..preprocess import ImageTransform
 from ..process.protocol import ReconstructRequest
+from ..sysinfo import system_memory_available
 from .chunking import chunk_from_prediction, run_chunked
 from .context import Context
 from .exports import JobResult, ShotGeometry
@@ -81,7 +82,7 @@ from .stages import (
     unprocess,
 )
 
-__all__ = ["SHOT_CACHE", "default_overlap", "run_shot", "system_memory_available"]
+__all__ = ["SHOT_CACHE", "default_overlap", "run_shot"]
 
 SHOT_CACHE = ".shot_cache"  # in the scratch folder; kept inside the result with keep_chunk_cache
 SYSTEM_RAM_SHARE = 0.5  # share of the available RAM a CPU (or MPS) shot plans its chunks for
@@ -92,23 +93,6 @@ FALLBACK_CHUNK = 32  # chunk size for a network without a memory estimate (a tes
 def default_overlap(chunk_size: int) -> int:
     """Half a chunk, at least 2 frames, fewer than the chunk (1 for a 2-frame chunk)."""
     return min(int(chunk_size) - 1, max(2, int(chunk_size) // 2))
-
-
-def system_memory_available() -> float:
-    """Bytes of RAM available to a new process: MemAvailable (Linux), else the free (or total) pages."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):  # macOS has only the total
-        try:
-            return float(os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE"))
-        except (AttributeError, ValueError, OSError):
-            continue
-    return 4.0 * 2**30  # Windows without either: assume a modest machine
 
 
 def run_shot(request: ReconstructRequest, context: Context, started: float) -> dict[str, Any]:

@@ -39,6 +39,7 @@ __all__ = [
     "batch_side",
     "bundle_meta",
     "check_options",
+    "crop_warning",
     "decode",
     "export",
     "job_summary",
@@ -206,7 +207,31 @@ def decode(
     stages.add("preprocess", resize_seconds)
     for warning in loaded.warnings:
         context.log("warning", warning)
+    cropped = crop_warning(transforms, loaded.refs)
+    if cropped:
+        context.log("warning", cropped)
     return Frames(loaded.images, transforms, loaded.refs, loaded.original_sizes)
+
+
+CROP_WARNING_SHARE = 0.3  # a view losing more than this share of its pixels to the common size is said
+
+
+def crop_warning(transforms: list[ImageTransform], refs: list[FrameRef]) -> str | None:
+    """Frames of different shapes are centre-cropped to the smallest height and width (DA3's rule); say
+    which views that cuts by more than ``CROP_WARNING_SHARE`` of their pixels, and how to avoid it."""
+    h = min(t.final_hw[0] for t in transforms)
+    w = min(t.final_hw[1] for t in transforms)
+    lost = [1.0 - h * w / (t.final_hw[0] * t.final_hw[1]) for t in transforms]
+    worst = [i for i, share in enumerate(lost) if share > CROP_WARNING_SHARE]
+    if not worst:
+        return None
+    names = ", ".join(f"{_frame_name(refs[i])} ({lost[i]:.0%})" for i in worst[:5])
+    more = f" and {len(worst) - 5} more" if len(worst) > 5 else ""
+    return (
+        f"The images differ in shape, so every view is cropped to the common {w}x{h} px; that cuts away a "
+        f"large part of {names}{more}. Reconstruct images of one shape together (split the set, or leave "
+        "out the odd ones)."
+    )
 
 
 def _has_gaussian_head(model_name: str) -> bool:

@@ -256,3 +256,42 @@ def test_ctrl_c_on_a_fresh_folder_says_nothing_was_written(small_checkpoint, tmp
     stderr = _signal_at(proc, "network", signal.SIGINT)
     assert f"nothing was written to {tmp_path / 'fresh'}" in stderr, stderr
     assert not (tmp_path / "fresh").exists() and _leftovers(tmp_path) == []
+
+
+# --- inputs lost or degraded -----------------------------------------------------------------------------
+
+
+def test_a_view_cropped_away_by_mixed_shapes_is_named_with_what_to_do(small_checkpoint, tmp_path):
+    save_images(tmp_path / "in", [(96, 128), (96, 128), (40, 200)])
+    context = RecordingContext()
+    jobs.run_job(request([tmp_path / "in"], tmp_path / "out", small_checkpoint), context)
+    warnings = [e[2] for e in context.events if e[0] == "log" and e[1] == "warning"]
+    cropped = [w for w in warnings if "differ in shape" in w]
+    assert len(cropped) == 1, warnings
+    assert "img0.png" in cropped[0] and "img1.png" in cropped[0] and "img2.png" not in cropped[0]
+    assert "split the set" in cropped[0]
+
+
+def test_a_video_that_ends_early_says_which_frames_are_missing(small_checkpoint, tmp_path):
+    video = write_test_video(tmp_path / "short.mkv", make_test_images(10, 64, 96), fps=24)
+    context = RecordingContext()
+    jobs.run_job(request([video, video], tmp_path / "out", small_checkpoint, frames=(0, 20, 5)), context)
+    warnings = [e[2] for e in context.events if e[0] == "log" and e[1] == "warning"]
+    assert any("ended early: requested frames 10, 15 could not be decoded" in w for w in warnings), warnings
+    assert read_bundle(tmp_path / "out").num_views == 4  # frames 0 and 5 of each
+
+
+def test_a_very_large_image_loads_and_a_bomb_says_the_limit(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from engine.io import imaging
+
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (10_000, 9_600), (90, 120, 200)).save(big, quality=70)  # 96 MP: above Pillow's guard
+    image = imaging.load_image(big)
+    assert image.shape == (9_600, 10_000, 3)
+    assert np.abs(image[5000, 5000].astype(int) - [90, 120, 200]).max() <= 2  # JPEG rounding
+    del image
+    monkeypatch.setattr(imaging, "pixel_limit", lambda: 1_000_000)
+    with pytest.raises(imaging.ImageReadError, match="allows images up to 1 megapixels"):
+        imaging.load_image(big)
