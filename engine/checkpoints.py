@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,27 @@ def _offline_message(repo_id: str, cache_dir: str | None) -> str:
     )
 
 
+HUB_PROBE_SECONDS = 3.0
+
+
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether the hub (``HF_ENDPOINT``, default huggingface.co) accepts a connection within ``timeout``;
+    False at once with ``HF_HUB_OFFLINE`` set."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def resolve_checkpoint(
     source: str | os.PathLike,
     *,
@@ -117,11 +139,12 @@ def resolve_checkpoint(
         RevisionNotFoundError,
     )
 
+    # Without a connection huggingface_hub retries for half a minute: ask the network once, quickly, and
+    # use the cache alone (or say at once that the model is not there) when it does not answer.
+    local_only = not allow_download or not hub_reachable()
     try:
         files = [
-            hf_hub_download(
-                source, name, revision=revision, cache_dir=cache_dir, local_files_only=not allow_download
-            )
+            hf_hub_download(source, name, revision=revision, cache_dir=cache_dir, local_files_only=local_only)
             for name in (CONFIG_NAME, WEIGHTS_NAME)
         ]
     except LocalEntryNotFoundError:

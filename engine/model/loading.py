@@ -90,6 +90,37 @@ def _storage_dtype(key: str, dtype: torch.dtype) -> torch.dtype:
     return dtype if LOW_PRECISION.match(bare) else torch.float32
 
 
+def _matching_preset(header: SafetensorsHeader, tried: str) -> str | None:
+    """The DA3 model whose network the file's tensors fit exactly (None when none does)."""
+    for name in [*PRESETS, NESTED_PRESET]:
+        if name == tried:
+            continue
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in build_network(name).state_dict(keep_vars=True).items()}
+        try:
+            check_keys(header, shapes, file_key_to_network)
+        except CheckpointError:
+            continue
+        return name
+    return None
+
+
+def _mismatch_message(files: CheckpointFiles, header: SafetensorsHeader, exc: CheckpointError) -> str:
+    """Why the weights do not fit: another model's weights under this config.json (said plainly), or
+    not DA3 weights at all (with the first mismatched keys)."""
+    config = files.folder / "config.json"
+    actual = _matching_preset(header, files.model_name)
+    if actual is not None:
+        return (
+            f"{config} says the model is {files.model_name}, but {header.path.name} holds the weights of "
+            f'{actual}: set "model_name": "{actual}" in config.json, or download {files.model_name} again.'
+        )
+    return (
+        f"{header.path.name} does not hold the weights of {files.model_name} (as {config.name} says) nor of any "
+        f"other DA3 model: download the model again. Details: {exc}"
+    )
+
+
 def build_and_load(
     files: CheckpointFiles, header: SafetensorsHeader, *, device=None, dtype=None
 ) -> nn.Module:
@@ -103,7 +134,10 @@ def build_and_load(
     with torch.device("meta"):
         net = build_network(files.model_name)
     expected = {k: tuple(v.shape) for k, v in net.state_dict(keep_vars=True).items()}
-    mapping = check_keys(header, expected, file_key_to_network)
+    try:
+        mapping = check_keys(header, expected, file_key_to_network)
+    except CheckpointError as exc:
+        raise CheckpointError(_mismatch_message(files, header, exc)) from None
 
     state: dict[str, torch.Tensor] = {}
     loaded: dict[str, torch.Tensor] = {}  # file key → tensor (tied aliases share one)

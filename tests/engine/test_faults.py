@@ -295,3 +295,37 @@ def test_a_very_large_image_loads_and_a_bomb_says_the_limit(tmp_path, monkeypatc
     monkeypatch.setattr(imaging, "pixel_limit", lambda: 1_000_000)
     with pytest.raises(imaging.ImageReadError, match="allows images up to 1 megapixels"):
         imaging.load_image(big)
+
+
+# --- the model ------------------------------------------------------------------------------------------
+
+
+def test_a_config_naming_another_model_says_which_model_the_weights_are(small_checkpoint, tmp_path):
+    from engine.weights import CheckpointError, load_model
+
+    folder = tmp_path / "mislabelled"
+    folder.mkdir()
+    (folder / "model.safetensors").symlink_to(small_checkpoint / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps({"model_name": "da3-base"}))
+    with pytest.raises(CheckpointError) as caught:
+        load_model(folder, device="cpu", dtype="float32")
+    message = str(caught.value)
+    assert "says the model is da3-base, but model.safetensors holds the weights of da3-small" in message
+    assert len(message) < 400  # one line, not a dump of keys
+
+
+def test_a_hub_id_without_network_is_refused_at_once(tmp_path):
+    code = (
+        "import time\n"
+        "from engine.checkpoints import resolve_checkpoint\n"
+        "t0 = time.perf_counter()\n"
+        "try:\n"
+        f"    resolve_checkpoint('depth-anything/DA3-SMALL', cache_dir={str(tmp_path)!r})\n"
+        "except Exception as exc:\n"
+        "    print(round(time.perf_counter() - t0, 2), exc)\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens there: no connection
+    env.pop("HF_HUB_OFFLINE", None)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds, _, message = out.stdout.partition(" ")
+    assert float(seconds) < 5 and "is not in the local cache" in message, out.stdout + out.stderr
