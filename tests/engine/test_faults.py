@@ -329,3 +329,34 @@ def test_a_hub_id_without_network_is_refused_at_once(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     seconds, _, message = out.stdout.partition(" ")
     assert float(seconds) < 5 and "is not in the local cache" in message, out.stdout + out.stderr
+
+
+def test_a_bundle_with_a_nan_camera_is_refused_when_read(tmp_path):
+    """What Blender's import reads: a NaN camera (a bundle from an older or foreign writer) is a message."""
+    from engine.formats.bundle import BundleError, write_bundle
+
+    n, h, w = 3, 8, 12
+    rng = np.random.default_rng(0)
+    extrinsics = np.tile(np.eye(4)[:3], (n, 1, 1)).astype(np.float32)
+    intrinsics = np.tile(np.array([[10, 0, 6], [0, 10, 4], [0, 0, 1]], np.float32), (n, 1, 1))
+    arrays = {
+        "images": rng.integers(0, 255, (n, h, w, 3), dtype=np.uint8),
+        "depth": np.ones((n, h, w), np.float32),
+        "extrinsics": extrinsics,
+        "intrinsics": intrinsics,
+        "source_paths": ["a.png", "b.png", "c.png"],
+        "frame_indices": np.full(n, -1),
+        "timestamps_s": np.full(n, np.nan),
+        "original_sizes": np.tile([h, w], (n, 1)),
+    }
+    folder = write_bundle(tmp_path / "b", arrays, {"is_metric": False, "units": "relative", "model_id": "x"})
+    assert read_bundle(folder).num_views == 3
+    with np.load(folder / "reconstruction.npz") as npz:
+        data = {k: npz[k] for k in npz.files}
+    data["extrinsics"][1, 0, 3] = np.nan
+    np.savez(folder / "reconstruction.npz", **data)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][0]["size"] = (folder / "reconstruction.npz").stat().st_size
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"not finite \(NaN\) in extrinsics \(views 2\)"):
+        read_bundle(folder)

@@ -214,6 +214,30 @@ def _load_npz(path: Path, mmap: bool) -> dict[str, np.ndarray]:
         raise IncompleteBundle(f"{path} cannot be read ({exc}); run the reconstruction again") from None
 
 
+FINITE_KEYS = ("extrinsics", "intrinsics", "intrinsics_original", "points_xyz", "world_alignment", *GS_KEYS)
+
+
+def _refuse_non_finite(folder: Path, data: dict[str, np.ndarray]) -> None:
+    """A bundle whose cameras, points or Gaussians hold NaN or infinity is refused: importing it would put
+    NaN into the scene. (Depth may be non-finite where there is none: sky, holes.)"""
+    for key in FINITE_KEYS:
+        if key not in data:
+            continue
+        values = np.asarray(data[key])
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            rows = values.reshape(len(values), -1) if values.ndim > 1 else values.reshape(-1, 1)
+            bad = np.flatnonzero(~np.isfinite(rows).all(1))
+            where = (
+                f"views {', '.join(str(i + 1) for i in bad[:8])}"
+                if key in FINITE_KEYS[:3]
+                else f"{len(bad)} rows"
+            )
+            raise BundleError(
+                f"{folder / ARRAYS_FILE} holds numbers that are not finite (NaN) in {key} ({where}), so it "
+                "cannot be imported: run the reconstruction again (in full precision, fp32, if it happens again)."
+            )
+
+
 def read_bundle(folder: str | os.PathLike, *, mmap: bool = False) -> Bundle:
     """Read a finished bundle. Raises ``IncompleteBundle`` when the folder holds no finished bundle.
 
@@ -227,6 +251,8 @@ def read_bundle(folder: str | os.PathLike, *, mmap: bool = False) -> Bundle:
     missing = [k for k in REQUIRED + dense + PER_VIEW + ("is_metric", "units") if k not in data]
     if missing:
         raise IncompleteBundle(f"{folder / ARRAYS_FILE} lacks {missing}; run the reconstruction again")
+
+    _refuse_non_finite(folder, data)
 
     def text(key: str, default: str = "") -> str:
         return str(data[key][()]) if key in data else default
