@@ -250,6 +250,39 @@ def test_a_signal_at_any_stage_leaves_the_old_result_whole(finished, small_check
     assert read_bundle(out).num_views == 3 and _leftovers(tmp_path) == []
 
 
+@pytest.fixture(scope="module")
+def shot_video(tmp_path_factory):
+    """A 12-frame video: a shot for the command line (a single video is a shot)."""
+    folder = tmp_path_factory.mktemp("shot")
+    return write_test_video(folder / "shot.mp4", make_test_images(12, 64, 96), fps=24)
+
+
+@pytest.mark.parametrize("stage", ["decode", "load", "network", "solve", "export"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_a_signal_at_any_stage_of_a_shot_leaves_the_old_result_whole(
+    small_checkpoint, shot_video, tmp_path, stage, sig
+):
+    out = tmp_path / "shot_out"
+    chunks = ("--chunk-size", "4", "--overlap", "2", "--export", "ply")
+    first = _cli([shot_video], out, small_checkpoint, "--frames", "0:8:1", *chunks)
+    assert first.wait(300) == 0, first.stderr.read()
+    before = _snapshot(out)
+    assert read_bundle(out).kind == "shot" and read_bundle(out).num_views == 8
+    proc = _cli([shot_video], out, small_checkpoint, *chunks)  # the re-run: all 12 frames
+    stderr = _signal_at(proc, stage, sig)
+    assert f"{stage}:" in stderr, stderr
+    snapshot = _snapshot(out)
+    if snapshot != before:
+        assert stage == "export" and read_bundle(out).num_views == 12, stderr
+    else:
+        assert read_bundle(out).num_views == 8
+    if sig == signal.SIGINT:
+        assert "Traceback" not in stderr
+    proc = _cli([shot_video], out, small_checkpoint, *chunks)  # the next run repairs and finishes
+    assert proc.wait(300) == 0, proc.stderr.read()
+    assert read_bundle(out).num_views == 12 and _leftovers(tmp_path) == []
+
+
 def test_ctrl_c_on_a_fresh_folder_says_nothing_was_written(small_checkpoint, tmp_path):
     save_images(tmp_path / "in", [(96, 128)] * 2)
     proc = _cli([tmp_path / "in"], tmp_path / "fresh", small_checkpoint)
