@@ -5,7 +5,7 @@ Blender imports this package as ``bl_ext.<repo>.da3_reconstruct`` and calls ``re
 imported at module level: the engine process never imports this file, test runners can import it
 without bpy, and Blender starts fast (each module's own imports happen in ``register``). Modules are
 registered in the order below and unregistered in reverse; ``operators.runtime.shutdown`` stops the
-engine process and timers first, because a live timer or child at exit hangs bpy 4.5.
+engine process and the engine setup first, because a live timer or child at exit hangs bpy 4.5.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import importlib
 
 # Registration order: preferences and properties first (operators and panels use them), menus last.
 MODULES = (
-    "preferences",
+    "preferences.addon",
+    "preferences.setup_engine",
     "properties",
     "operators.inputs_ops",
     "operators.engine_ops",

@@ -11,9 +11,9 @@ from bpy.props import (
 )
 
 from . import idnames
-from .core import models
-from .core.jobspec import snap_resolution
 from .engine.process.protocol import PROCESS_RES_METHODS, REF_VIEW_STRATEGIES
+from .session import models
+from .session.jobspec import MAX_RES, MIN_RES, snap_resolution
 
 __all__ = [
     "SHOT_MODES",
@@ -127,8 +127,8 @@ class DA3_PG_scene_settings(bpy.types.PropertyGroup):
         name="Resolution",
         description="Processing size of the images in pixels (a multiple of 14; larger is slower and finer)",
         default=504,
-        min=14,
-        max=4088,
+        min=MIN_RES,
+        max=MAX_RES,
         soft_max=1512,
         step=14,
         update=_snap,
@@ -188,7 +188,7 @@ def settings(context: bpy.types.Context) -> DA3_PG_scene_settings:
 
 
 def settings_values(s: DA3_PG_scene_settings) -> dict:
-    """The job settings as plain values (what ``core.jobspec.build_request`` takes)."""
+    """The job settings as plain values (what ``session.jobspec.build_request`` takes)."""
     return {
         "input_mode": s.input_mode,
         "images": [bpy.path.abspath(item.path) for item in s.images],

@@ -14,7 +14,6 @@ its peak memory (``ru_maxrss``) is its own; "added" is the peak minus the memory
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -37,13 +36,10 @@ def _load_extension():
     sys.modules["torch"] = None  # the Blender side never needs it
     import bpy  # noqa: F401
 
-    spec = importlib.util.spec_from_file_location(
-        "da3_reconstruct", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["da3_reconstruct"] = module
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(ROOT / "tools"))
+    from extension_package import load_extension
+
+    return load_extension()
 
 
 def case_points(n: int, evaluate: bool) -> dict:

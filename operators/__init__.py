@@ -1,1 +1,1 @@
-"""Operators: thin. Each reads its properties into plain values and calls ``core``/``scene`` functions."""
+"""Operators: thin. Each reads its properties into plain values and calls ``session``/``scene`` functions."""

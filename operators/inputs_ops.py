@@ -6,8 +6,8 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, StringProperty
 
 from .. import idnames, properties
-from ..core.inputs import IMAGE_EXTENSIONS, is_image
 from ..engine.io.inputs import natural_sort_key
+from ..session.inputs import IMAGE_EXTENSIONS, is_image
 
 __all__ = ["DA3_OT_choose_images", "DA3_OT_clear_images", "store_images"]
 

@@ -17,8 +17,9 @@ import time
 import bpy
 
 from .. import idnames, preferences, properties
-from ..core.jobspec import JobSpecError, build_request, build_shot_request
-from ..core.service import BusyError, JobState
+from ..redraw import tag_redraw
+from ..session.jobspec import JobSpecError, build_request, build_shot_request
+from ..session.service import BusyError, JobState
 from . import runtime
 
 __all__ = [
@@ -54,7 +55,7 @@ def why_not_ready(context: bpy.types.Context) -> str | None:
         return "Choose the model folder"
     prefs = preferences.prefs_values(preferences.get_prefs(context))
     if not runtime.has_override():
-        choice = runtime.engine_python(prefs)
+        choice = preferences.engine_python(prefs)
         if not choice.ok:
             return choice.problem
     return None
@@ -67,7 +68,7 @@ def _has_selected_movie_strip(scene: bpy.types.Scene) -> bool:
 
 
 def shot_source(context: bpy.types.Context, settings):
-    """The shot the settings point at (``core.shot.ShotSource``); raises ShotError saying what to pick."""
+    """The shot the settings point at (``session.shot.ShotSource``); raises ShotError saying what to pick."""
     from ..scene import shot_inputs
 
     if settings.input_mode == "CLIP":
@@ -83,7 +84,7 @@ def begin(context: bpy.types.Context) -> JobState:
     Images make a reconstruction job; a Movie Clip, movie strip or video file makes a shot job (video
     frames in chunks) whose input is kept on the job for the import. Raises JobSpecError (bad settings,
     no engine) or BusyError (a job runs)."""
-    from ..core.shot import ShotError
+    from ..session.shot import ShotError
 
     prefs = preferences.prefs_values(preferences.get_prefs(context))
     problem = runtime.configure_engine(prefs)
@@ -110,36 +111,17 @@ def begin(context: bpy.types.Context) -> JobState:
     return job
 
 
-def _import_shot(context: bpy.types.Context, job: JobState):
-    from ..core.shot import ShotSource
-    from ..scene.shot import ShotImportOptions, import_shot
-
-    values = properties.import_values(properties.settings(context))
-    options = ShotImportOptions(
-        points=values["points"],
-        max_points=values["max_points"],
-        rotation_mode=values["camera_rotation"],
-        animated_focal=values["animated_focal"],
-        background=values["backgrounds"],
-        set_scene=values["set_render"],
-        name=f"Shot {job.job[:6]}",
-    )
-    return import_shot(context, job.bundle, options, ShotSource.from_dict(job.meta["shot"]))
-
-
 def _import_result(context: bpy.types.Context, job: JobState) -> None:
     """Import a finished job's bundle; an import failure turns the job into a failed one."""
     from ..engine.formats.bundle import BundleError
     from ..scene.importer import ImportOptions, import_bundle
+    from ..session.shot import ShotSource
 
+    shot = job.meta.get("shot")  # the input a shot job tracked: where its frames sit on the timeline
     try:
-        if job.meta.get("shot"):
-            result = _import_shot(context, job)
-        else:
-            options = ImportOptions(
-                name=f"Reconstruction {job.job[:6]}", **properties.import_values(properties.settings(context))
-            )
-            result = import_bundle(context, job.bundle, options)
+        name = f"{'Shot' if shot else 'Reconstruction'} {job.job[:6]}"
+        options = ImportOptions(name=name, **properties.import_values(properties.settings(context)))
+        result = import_bundle(context, job.bundle, options, ShotSource.from_dict(shot) if shot else None)
     except (BundleError, OSError, ValueError) as exc:
         job.outcome, job.error = "failed", f"The result could not be imported: {exc}"
         return
@@ -162,7 +144,7 @@ def tick(context: bpy.types.Context) -> str | None:
     runs, else its outcome: "finished", "cancelled" or "failed"."""
     svc = runtime.service()
     svc.pump()
-    runtime.tag_redraw(context)
+    tag_redraw(context)
     job = svc.job
     if job is None:
         return "failed"
@@ -199,7 +181,7 @@ def modal_step(op, context: bpy.types.Context, event) -> set[str]:
     """One modal event: Esc cancels, a timer tick drains events, anything else passes through."""
     if event.type == "ESC" and event.value == "PRESS":
         runtime.service().cancel()
-        runtime.tag_redraw(context)
+        tag_redraw(context)
         return {"RUNNING_MODAL"}
     if event.type != "TIMER":
         return {"PASS_THROUGH"}
@@ -226,11 +208,17 @@ the camera of a movie clip, strip or video file"""
             cls.poll_message_set(reason)
         return reason is None
 
-    def invoke(self, context, event):
+    def _begin(self, context) -> bool:
+        """Submit the job; a refusal (bad settings, no engine, a job running) is reported instead."""
         try:
             begin(context)
         except (JobSpecError, BusyError) as exc:
             self.report({"ERROR"}, str(exc))
+            return False
+        return True
+
+    def invoke(self, context, event):
+        if not self._begin(context):
             return {"CANCELLED"}
         wm = context.window_manager
         self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
@@ -249,10 +237,7 @@ the camera of a movie clip, strip or video file"""
 
     def execute(self, context):
         """Blocking path for scripts and background mode (no event loop there)."""
-        try:
-            begin(context)
-        except (JobSpecError, BusyError) as exc:
-            self.report({"ERROR"}, str(exc))
+        if not self._begin(context):
             return {"CANCELLED"}
         while (outcome := tick(context)) is None:
             time.sleep(TIMER_INTERVAL / 2)
@@ -274,7 +259,7 @@ class DA3_OT_cancel(bpy.types.Operator):
 
     def execute(self, context):
         runtime.service().cancel()
-        runtime.tag_redraw(context)
+        tag_redraw(context)
         return {"FINISHED"}
 
 

@@ -1,37 +1,32 @@
-"""The Blender session's live state: one ``EngineService``, the engine setup runner, the last report.
+"""The Blender session's live state: one ``EngineService`` and the last job's report.
 
 Module-level on purpose: an engine process outlives any operator (the model stays loaded between jobs),
-and panels draw from this state. ``shutdown()`` (called at unregister) stops the engine and the timers,
-because a live timer or child process at exit hangs bpy 4.5.
+and panels draw from this state. ``shutdown()`` (called at unregister) stops the engine, and the engine
+setup if one runs, because a live timer or child process at exit hangs bpy 4.5.
 """
 
 from __future__ import annotations
 
-import os
-
 import bpy
 
 from .. import preferences
-from ..core import engine_env
-from ..core.engine_setup import SetupRunner
-from ..core.service import EngineService
+from ..preferences import setup_engine
+from ..session import engine_env
+from ..session.service import EngineService
 
 __all__ = [
     "configure_engine",
-    "engine_python",
     "has_override",
     "last_report",
     "service",
     "set_engine_override",
     "set_report",
     "shutdown",
-    "tag_redraw",
 ]
 
 _SERVICE = EngineService()
 _OVERRIDE: dict = {}  # {"argv": [...], "env": {...}} from tests and scripts (a fake engine)
 _REPORT: list[tuple[str, str]] = []  # (level, text) of the last job, for the panel
-setup_runner: SetupRunner | None = None
 
 
 def service() -> EngineService:
@@ -49,18 +44,12 @@ def has_override() -> bool:
     return bool(_OVERRIDE)
 
 
-def engine_python(prefs: dict) -> engine_env.PythonChoice:
-    """The engine Python from the preferences or the environment 'Set up engine' made."""
-    venv = os.path.join(preferences.user_folder("engine-env"), "venv")
-    return engine_env.choose_python(prefs["engine_python"], venv)
-
-
 def configure_engine(prefs: dict) -> str | None:
     """Point the service at the engine the preferences describe; returns why it cannot run (or None)."""
     if _OVERRIDE:
         python, problem = _OVERRIDE["argv"][0], None
     else:
-        choice = engine_python(prefs)
+        choice = preferences.engine_python(prefs)
         python, problem = choice.path, choice.problem
     if problem:
         return problem
@@ -88,22 +77,8 @@ def last_report() -> tuple[str, str] | None:
     return _REPORT[0] if _REPORT else None
 
 
-def tag_redraw(context: bpy.types.Context | None = None) -> None:
-    """Redraw 3D views and the preferences (progress changed); a no-op without a window (headless)."""
-    wm = (context or bpy.context).window_manager
-    for window in getattr(wm, "windows", ()):
-        screen = window.screen
-        for area in screen.areas if screen else ():
-            if area.type in {"VIEW_3D", "PREFERENCES"}:
-                area.tag_redraw()
-
-
 def shutdown() -> None:
     """Stop the engine process and the setup (add-on disabled or Blender closing)."""
-    global setup_runner
-    if setup_runner is not None:
-        setup_runner.cancel()
-        setup_runner.wait(5.0)
-        setup_runner = None
+    setup_engine.stop()
     _SERVICE.shutdown()
     _REPORT.clear()

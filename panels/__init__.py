@@ -1,1 +1,1 @@
-"""UI: the "Reconstruct" tab of the 3D View sidebar and the preferences layout (drawing only)."""
+"""UI: the "Reconstruct" tab of the 3D View sidebar (drawing only; the preferences draw in ``preferences/``)."""

@@ -13,10 +13,11 @@ import os
 import bpy
 
 from .. import idnames, preferences, properties
-from ..core import models
-from ..core.inputs import count_folder_images
 from ..operators import runtime
 from ..operators.reconstruct import why_not_ready
+from ..session import models
+from ..session.inputs import count_folder_images
+from .sidebar import Sidebar, property_column
 
 __all__ = ["CLASSES", "register", "unregister"]
 
@@ -31,13 +32,7 @@ STATUS_ICONS = {
 REPORT_ICONS = {"INFO": "INFO", "WARNING": "ERROR", "ERROR": "CANCEL"}
 
 
-class _Sidebar:
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = idnames.PANEL_CATEGORY
-
-
-class VIEW3D_PT_da3_reconstruct(_Sidebar, bpy.types.Panel):
+class VIEW3D_PT_da3_reconstruct(Sidebar, bpy.types.Panel):
     bl_idname = idnames.PANEL_MAIN
     bl_label = "DA3 Reconstruct"
 
@@ -68,7 +63,7 @@ class VIEW3D_PT_da3_reconstruct(_Sidebar, bpy.types.Panel):
                 box.label(text=job.details.strip().splitlines()[-1][:120])
 
 
-class VIEW3D_PT_da3_inputs(_Sidebar, bpy.types.Panel):
+class VIEW3D_PT_da3_inputs(Sidebar, bpy.types.Panel):
     bl_idname = idnames.PANEL_INPUTS
     bl_parent_id = idnames.PANEL_MAIN
     bl_label = "Inputs"
@@ -111,7 +106,7 @@ def _chosen_model(context, s) -> models.ModelInfo | None:
     return models.model_info(s.model)
 
 
-class VIEW3D_PT_da3_model(_Sidebar, bpy.types.Panel):
+class VIEW3D_PT_da3_model(Sidebar, bpy.types.Panel):
     bl_idname = idnames.PANEL_MODEL
     bl_parent_id = idnames.PANEL_MAIN
     bl_label = "Model & Options"
@@ -128,9 +123,7 @@ class VIEW3D_PT_da3_model(_Sidebar, bpy.types.Panel):
             row.label(text=f"{info.label}: {info.summary}", icon="BLANK1" if info.commercial_use else "ERROR")
             if not info.commercial_use:
                 layout.label(text="Non-commercial licence (CC BY-NC 4.0)", icon="INFO")
-        col = layout.column()
-        col.use_property_split = True
-        col.use_property_decorate = False
+        col = property_column(layout)
         col.prop(s, "process_res")
         col.prop(s, "process_res_method")
         col.prop(s, "ref_view_strategy")
@@ -138,7 +131,7 @@ class VIEW3D_PT_da3_model(_Sidebar, bpy.types.Panel):
         col.prop(s, "use_ray_pose")
 
 
-class VIEW3D_PT_da3_import(_Sidebar, bpy.types.Panel):
+class VIEW3D_PT_da3_import(Sidebar, bpy.types.Panel):
     bl_idname = idnames.PANEL_IMPORT
     bl_parent_id = idnames.PANEL_MAIN
     bl_label = "Import"
@@ -147,9 +140,7 @@ class VIEW3D_PT_da3_import(_Sidebar, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         s = properties.settings(context)
-        col = layout.column()
-        col.use_property_split = True
-        col.use_property_decorate = False
+        col = property_column(layout)
         col.prop(s, "import_points")
         sub = col.column()
         sub.enabled = s.import_points
@@ -171,7 +162,7 @@ def _points_modifier(obj):
     return modifier if modifier is not None and modifier.node_group is not None else None
 
 
-class VIEW3D_PT_da3_display(_Sidebar, bpy.types.Panel):
+class VIEW3D_PT_da3_display(Sidebar, bpy.types.Panel):
     bl_idname = idnames.PANEL_DISPLAY
     bl_parent_id = idnames.PANEL_MAIN
     bl_label = "Point Display"
@@ -187,15 +178,13 @@ class VIEW3D_PT_da3_display(_Sidebar, bpy.types.Panel):
         obj = context.active_object
         modifier = _points_modifier(obj)
         layout.label(text=obj.name, icon="POINTCLOUD_DATA")
-        col = layout.column()
-        col.use_property_split = True
-        col.use_property_decorate = False
+        col = property_column(layout)
         for name in ("Point Size", "Min Confidence"):
             data, prop = modifier_input_owner(modifier, name)
             col.prop(data, prop, text=name)
 
 
-class VIEW3D_PT_da3_engine(_Sidebar, bpy.types.Panel):
+class VIEW3D_PT_da3_engine(Sidebar, bpy.types.Panel):
     bl_idname = idnames.PANEL_ENGINE
     bl_parent_id = idnames.PANEL_MAIN
     bl_label = "Engine"
@@ -204,7 +193,7 @@ class VIEW3D_PT_da3_engine(_Sidebar, bpy.types.Panel):
         layout = self.layout
         svc = runtime.service()
         prefs = preferences.prefs_values(preferences.get_prefs(context))
-        problem = None if runtime.has_override() else runtime.engine_python(prefs).problem
+        problem = None if runtime.has_override() else preferences.engine_python(prefs).problem
         status = svc.status(problem)
         box = layout.box()
         for i, line in enumerate(_wrap(status.text, 42)):

@@ -8,7 +8,7 @@
   solve error in plate pixels with Blender's own wording, the focal length and its spread, the worst
   frames (click to jump there), each chunk joint's residual, and the floor, origin and scale tools.
 
-Drawing only reads: the report lives on the reconstruction root (``scene.shot.store_solve``).
+Drawing only reads: the report lives on the reconstruction root (``scene.solve_report.store_solve``).
 """
 
 from __future__ import annotations
@@ -16,14 +16,9 @@ from __future__ import annotations
 import bpy
 
 from .. import idnames, properties
+from .sidebar import Sidebar, property_column
 
 __all__ = ["CLASSES", "draw_shot_input", "register", "unregister"]
-
-
-class _Sidebar:
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = idnames.PANEL_CATEGORY
 
 
 def _strip_label(scene) -> tuple[str, str]:
@@ -61,7 +56,7 @@ def draw_shot_input(layout, context, s) -> None:
         layout.prop(s, "video_file", text="")
 
 
-class VIEW3D_PT_da3_shot(_Sidebar, bpy.types.Panel):
+class VIEW3D_PT_da3_shot(Sidebar, bpy.types.Panel):
     bl_idname = idnames.PANEL_SHOT
     bl_parent_id = idnames.PANEL_MAIN
     bl_label = "Shot"
@@ -73,9 +68,7 @@ class VIEW3D_PT_da3_shot(_Sidebar, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         s = properties.settings(context)
-        col = layout.column()
-        col.use_property_split = True
-        col.use_property_decorate = False
+        col = property_column(layout)
         col.prop(s, "shot_whole")
         sub = col.column(align=True)
         sub.enabled = not s.shot_whole
@@ -99,7 +92,7 @@ def _rating_icon(error: float | None) -> str:
     return "CHECKMARK" if error < 0.3 else ("INFO" if error <= 3.0 else "ERROR")
 
 
-class VIEW3D_PT_da3_solve(_Sidebar, bpy.types.Panel):
+class VIEW3D_PT_da3_solve(Sidebar, bpy.types.Panel):
     bl_idname = idnames.PANEL_SOLVE
     bl_label = "Camera Solve"
 
@@ -111,7 +104,7 @@ class VIEW3D_PT_da3_solve(_Sidebar, bpy.types.Panel):
 
     def draw(self, context):
         from ..scene.orient import context_root
-        from ..scene.shot import solve_summary_of
+        from ..scene.solve_report import solve_summary_of
 
         layout = self.layout
         root = context_root(context)

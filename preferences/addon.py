@@ -1,20 +1,17 @@
-"""Add-on preferences: the engine's Python and its setup, model cache, default model, device, unloading.
+"""The AddonPreferences: the engine's Python, model cache, results folder, default model, device, unloading.
 
-``ADDON_ID`` is this extension's package name (``bl_ext.<repo>.da3_reconstruct`` when installed); the
-preferences' ``bl_idname`` must be exactly that. ``user_folder`` gives the extension's own writable
-folder (the engine environment, job results, logs): never the extension folder itself, which an update
-replaces.
+Its ``bl_idname`` is the extension's package name (``locations.ADDON_ID``); the property names are what
+users' saved preferences hold, so they never change. ``prefs_values`` reads them as plain values.
 """
-
-import os
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from .core import models
+from ..session import models
+from .draw import draw_preferences
+from .locations import ADDON_ID
 
-ADDON_ID = __package__
-ROOT = os.path.dirname(os.path.abspath(__file__))
+__all__ = ["DEVICES", "DA3_AddonPreferences", "get_prefs", "prefs_values"]
 
 DEVICES = [
     ("auto", "Automatic", "The GPU when there is one (CUDA or Apple MPS), else the CPU"),
@@ -22,24 +19,6 @@ DEVICES = [
     ("mps", "Apple GPU (MPS)", "Run on the Apple Silicon GPU"),
     ("cpu", "CPU", "Run on the CPU (slow, but works everywhere)"),
 ]
-
-
-_FOLDERS: dict[str, str] = {}
-
-
-def user_folder(name: str) -> str:
-    """The extension's writable folder ``name`` (created once, then cached: panels ask on every redraw):
-    under Blender's extension user path when installed as an extension, else Blender's user config."""
-    path = _FOLDERS.get(name)
-    if path is not None and os.path.isdir(path):
-        return path
-    try:
-        path = bpy.utils.extension_path_user(ADDON_ID, path=name, create=True)
-    except ValueError:  # loaded as a plain add-on (not bl_ext.*): no extension user folder
-        path = os.path.join(bpy.utils.user_resource("CONFIG"), "da3_reconstruct", name)
-        os.makedirs(path, exist_ok=True)
-    _FOLDERS[name] = path
-    return path
 
 
 def get_prefs(context: bpy.types.Context | None = None) -> "DA3_AddonPreferences | None":
@@ -113,15 +92,10 @@ class DA3_AddonPreferences(bpy.types.AddonPreferences):
     )
 
     def draw(self, context):
-        from .panels import preferences_ui
-
-        preferences_ui.draw_preferences(self, context, self.layout)
+        draw_preferences(self, context, self.layout)
 
 
 CLASSES = (DA3_AddonPreferences,)
 
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)  # in order; reversed on unregister
-
-
-__all__ = ["ADDON_ID", "DA3_AddonPreferences", "get_prefs", "prefs_values", "user_folder"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import bpy
 
 from .. import idnames
-from ..core import engine_setup, models
-from ..operators import runtime
+from ..session import engine_setup, models
+from . import setup_engine
+from .locations import engine_python, setup_paths
 
 __all__ = ["draw_preferences"]
 
@@ -22,17 +23,15 @@ def _bundled_uv() -> str | None:
 
 
 def _draw_engine(prefs, layout) -> None:
-    from ..operators.engine_ops import setup_paths
-
     box = layout.box()
     box.label(text="Engine", icon="SETTINGS")
     box.prop(prefs, "engine_python")
-    choice = runtime.engine_python({"engine_python": prefs.engine_python})
+    choice = engine_python({"engine_python": prefs.engine_python})
     if choice.ok:
         box.label(text=f"Using {choice.path} ({choice.source})", icon="CHECKMARK")
     else:
         box.label(text=choice.problem, icon="ERROR")
-    runner = runtime.setup_runner
+    runner = setup_engine.runner
     progress = runner.progress if runner is not None else None
     if progress is not None and progress.running:
         box.progress(

@@ -1,5 +1,9 @@
 """Keyframes in bulk: ``keyframe_points.add(n)`` + one ``foreach_set('co', …)`` per channel.
 
+``key_camera_path`` keys a camera's poses: location, and rotation either as quaternions with sign
+continuity (no flips, no gimbal lock; ``engine.geometry.trajectory``) or as Blender ``XYZ`` Euler angles
+run through the Euler filter (no ±360° jumps).
+
 Works with the layered (slotted) actions of Blender 4.4+ and 5.x and with the plain ``Action.fcurves``
 of 4.2/4.3. Never a per-frame ``keyframe_insert`` (that takes seconds for a few thousand frames).
 """
@@ -11,9 +15,12 @@ from collections.abc import Callable
 import bpy
 import numpy as np
 
+from ..engine.geometry.trajectory import euler_filter, matrix_to_euler_xyz, quaternions_with_continuity
 from .compat import fcurve_factory, fcurves_of  # the action API differs between 4.2 and 4.4+
 
-__all__ = ["fcurve_factory", "fcurves_of", "key_values", "set_keys"]
+__all__ = ["ROTATION_MODES", "fcurve_factory", "fcurves_of", "key_camera_path", "key_values", "set_keys"]
+
+ROTATION_MODES = ("QUATERNION", "EULER")
 
 
 def set_keys(
@@ -56,3 +63,21 @@ def key_values(id_block: bpy.types.ID, data_path: str, size: int) -> tuple[np.nd
         frames = co[0::2]
         columns.append(co[1::2])
     return frames.astype(np.float64), np.stack(columns, 1).astype(np.float64)
+
+
+def key_camera_path(
+    obj: bpy.types.Object, frames: np.ndarray, matrices: np.ndarray, rotation_mode: str = "QUATERNION"
+) -> None:
+    """Key the rigid ``matrices (F, 4, 4)`` at ``frames (F,)`` on ``obj``: location, and the rotation as
+    quaternions ("QUATERNION", signs kept continuous) or Blender's XYZ Euler angles ("EULER", filtered)."""
+    if rotation_mode not in ROTATION_MODES:
+        raise ValueError(f"rotation_mode must be QUATERNION or EULER, got {rotation_mode!r}")
+    rotations = matrices[:, :3, :3]
+    new_fcurve = fcurve_factory(obj)
+    set_keys(new_fcurve, "location", frames, matrices[:, :3, 3])
+    if rotation_mode == "EULER":
+        obj.rotation_mode = "XYZ"
+        set_keys(new_fcurve, "rotation_euler", frames, euler_filter(matrix_to_euler_xyz(rotations)))
+    else:
+        obj.rotation_mode = "QUATERNION"
+        set_keys(new_fcurve, "rotation_quaternion", frames, quaternions_with_continuity(rotations))

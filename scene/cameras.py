@@ -1,8 +1,10 @@
-"""Cameras: one Blender camera per view, or one animated camera for a shot, with exact intrinsics.
+"""Cameras of a still reconstruction: one Blender camera per view, or one animated camera over a video's
+frames, with exact intrinsics.
 
-Matrices and lens values come from ``convert`` (the one OpenCV↔Blender conversion); this module only
-builds datablocks. Cameras are children of the reconstruction root and carry the engine's coordinates
-(their ``matrix_basis`` is the camera-to-world matrix in the engine's world frame).
+Matrices and lens values come from ``convert`` (the one OpenCV↔Blender conversion) and the datablocks
+from ``camera_data`` (shared with the shot camera); this module decides which cameras a bundle's views
+become. Cameras are children of the reconstruction root and carry the engine's coordinates (their
+``matrix_basis`` is the camera-to-world matrix in the engine's world frame).
 """
 
 from __future__ import annotations
@@ -11,26 +13,12 @@ import os
 
 import bpy
 import numpy as np
-from mathutils import Matrix
 
-from ..engine.geometry.cameras import matrix_to_quaternion_wxyz
 from . import animation
-from .convert import LensParams, blender_camera_matrices, continuous_quaternions, lens_params
+from .camera_data import add_background, new_camera_data, new_camera_object, store_render_size
+from .convert import LensParams, blender_camera_matrices, lens_params
 
-__all__ = ["apply_render_settings", "create_animated_camera", "create_view_cameras", "view_image"]
-
-
-def _camera_data(name: str, lens: LensParams, i: int, extent: float) -> bpy.types.Camera:
-    cam = bpy.data.cameras.new(name)
-    cam.sensor_fit = lens.sensor_fit
-    cam.sensor_width = lens.sensor_width
-    cam.lens = float(lens.lens[i])
-    cam.shift_x = float(lens.shift_x[i])
-    cam.shift_y = float(lens.shift_y[i])
-    cam.clip_start = max(1e-4, 0.001 * extent)
-    cam.clip_end = max(100.0, 100.0 * extent)
-    cam.display_size = 0.04 * extent
-    return cam
+__all__ = ["create_animated_camera", "create_view_cameras", "view_image"]
 
 
 def view_image(name: str, source: str, pixels: np.ndarray | None) -> bpy.types.Image | None:
@@ -49,16 +37,6 @@ def view_image(name: str, source: str, pixels: np.ndarray | None) -> bpy.types.I
     image.pixels.foreach_set(rgba.ravel())
     image.pack()
     return image
-
-
-def _set_background(cam: bpy.types.Camera, image: bpy.types.Image | None) -> None:
-    if image is None:
-        return
-    cam.show_background_images = True
-    background = cam.background_images.new()
-    background.image = image
-    background.frame_method = "STRETCH"  # the camera frame is the image: fill it exactly
-    background.alpha = 1.0
 
 
 def create_view_cameras(
@@ -80,17 +58,13 @@ def create_view_cameras(
     cameras = []
     for i in range(len(matrices)):
         label = names[i] if names else f"{i:03d}"
-        cam = _camera_data(f"{prefix} {label}", lens, i, extent)
-        _set_background(cam, images[i] if images else None)
-        obj = bpy.data.objects.new(cam.name, cam)
-        collection.objects.link(obj)
-        obj.parent = parent
-        obj.matrix_basis = Matrix(matrices[i].tolist())
+        cam = new_camera_data(f"{prefix} {label}", lens, i, extent)
+        add_background(cam, images[i] if images else None)
+        obj = new_camera_object(cam.name, cam, collection, parent, matrices[i])
         fx, fy, cx, cy = K[i, 0, 0], K[i, 1, 1], K[i, 0, 2], K[i, 1, 2]
         obj["da3_view"] = i
         obj["da3_intrinsics"] = [float(fx), float(fy), float(cx), float(cy)]
-        obj["da3_resolution"] = [int(lens.width[i]), int(lens.height[i])]
-        obj["da3_pixel_aspect"] = [float(lens.pixel_aspect_x[i]), float(lens.pixel_aspect_y[i])]
+        store_render_size(obj, lens, i)
         cameras.append(obj)
     return cameras
 
@@ -124,33 +98,14 @@ def create_animated_camera(
         pixel_aspect_x=lens.pixel_aspect_x[:1],
         pixel_aspect_y=lens.pixel_aspect_y[:1],
     )
-    cam = _camera_data(name, median, 0, extent)
-    obj = bpy.data.objects.new(name, cam)
-    collection.objects.link(obj)
-    obj.parent = parent
-    obj.rotation_mode = "QUATERNION"
-    obj.matrix_basis = Matrix(matrices[0].tolist())
-    quats = continuous_quaternions(matrix_to_quaternion_wxyz(matrices[:, :3, :3]))
-    new_fcurve = animation.fcurve_factory(obj)
-    animation.set_keys(new_fcurve, "location", frames, matrices[:, :3, 3])
-    animation.set_keys(new_fcurve, "rotation_quaternion", frames, quats)
+    cam = new_camera_data(name, median, 0, extent)
+    obj = new_camera_object(name, cam, collection, parent, matrices[0])
+    animation.key_camera_path(obj, frames, matrices, "QUATERNION")
     if per_frame_lens:
         cam_fcurve = animation.fcurve_factory(cam)
         animation.set_keys(cam_fcurve, "lens", frames, lens.lens)
         animation.set_keys(cam_fcurve, "shift_x", frames, lens.shift_x)
         animation.set_keys(cam_fcurve, "shift_y", frames, lens.shift_y)
     obj["da3_frames"] = [int(frames[0]), int(frames[-1])]
-    obj["da3_resolution"] = [int(lens.width[0]), int(lens.height[0])]
-    obj["da3_pixel_aspect"] = [float(median.pixel_aspect_x[0]), float(median.pixel_aspect_y[0])]
+    store_render_size(obj, median)
     return obj
-
-
-def apply_render_settings(scene: bpy.types.Scene, camera: bpy.types.Object) -> None:
-    """Make ``camera`` the scene camera and set the render resolution and pixel aspect it was built for."""
-    render = scene.render
-    width, height = camera.get("da3_resolution", (render.resolution_x, render.resolution_y))
-    aspect_x, aspect_y = camera.get("da3_pixel_aspect", (1.0, 1.0))
-    render.resolution_x, render.resolution_y = int(width), int(height)
-    render.resolution_percentage = 100
-    render.pixel_aspect_x, render.pixel_aspect_y = float(aspect_x), float(aspect_y)
-    scene.camera = camera

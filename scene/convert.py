@@ -28,7 +28,6 @@ __all__ = [
     "DEFAULT_SENSOR_WIDTH",
     "LensParams",
     "blender_camera_matrices",
-    "continuous_quaternions",
     "intrinsics_from_lens",
     "lens_params",
     "scale_intrinsics",
@@ -76,17 +75,6 @@ def w2c_from_blender_matrices(matrices: np.ndarray) -> np.ndarray:
     out[..., :3, :3] = rot
     out[..., :3, 3] = -np.einsum("...ij,...j->...i", rot, m[..., :3, 3])
     return out
-
-
-def continuous_quaternions(quats: np.ndarray) -> np.ndarray:
-    """Flip signs so consecutive quaternions ``(N, 4)`` lie in the same hemisphere (q and −q are the same
-    rotation, but keyframe interpolation between them would spin the long way round)."""
-    q = np.array(quats, np.float64, copy=True)
-    if len(q) < 2:
-        return q
-    flips = np.sum(q[1:] * q[:-1], axis=-1) < 0  # (N-1,) sign change relative to the previous key
-    sign = np.concatenate([[1.0], np.where(np.cumsum(flips) % 2 == 1, -1.0, 1.0)])
-    return q * sign[:, None]
 
 
 # --- intrinsics -------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ..engine.geometry.cameras import quaternion_wxyz_to_matrix
 from ..engine.geometry.floor import Floor, NoFloorFound, fit_floor, root_transform, world_alignment
 from ..engine.geometry.trajectory import euler_xyz_to_matrix
 from . import animation
+from .root import ROOT_KEY
 
 __all__ = [
     "OrientError",
@@ -42,7 +43,6 @@ __all__ = [
     "set_scale",
 ]
 
-ROOT_KEY = "da3_bundle"  # every reconstruction root carries its bundle folder under this key
 MAX_FLOOR_POINTS = 200_000
 
 

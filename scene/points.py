@@ -138,9 +138,11 @@ def create_point_cloud(
     view: np.ndarray | None,
     collection: bpy.types.Collection,
     *,
+    parent: bpy.types.Object | None = None,
     point_size: float | None = None,
 ) -> bpy.types.Object:
-    """A point cloud object in ``collection``: the mesh, the "DA3 Points" modifier and the colour material.
+    """A point cloud object in ``collection`` under ``parent``: the mesh, the "DA3 Points" modifier and
+    the colour material.
 
     ``point_size`` is the radius as a fraction of the scene size (None: from the point count).
     """
@@ -148,6 +150,7 @@ def create_point_cloud(
     fill_point_mesh(mesh, xyz, rgb, conf, view)
     obj = bpy.data.objects.new(name, mesh)
     collection.objects.link(obj)
+    obj.parent = parent
     material = materials.point_color_material()
     mesh.materials.append(material)
     extent = robust_extent(xyz)

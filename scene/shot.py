@@ -1,64 +1,42 @@
 """A shot bundle → the open scene: one animated camera over the plate, a reduced cloud, the solve report.
 
-Layout (as ``importer``): a new collection holds a root Empty whose transform is the bundle's
+Layout (``root.make_root``): a new collection holds a root Empty whose transform is the bundle's
 ``world_alignment`` (the floor at Z = 0, +Z up, metres when metric; the plain axis turn when the bundle
 has none). The camera and the cloud are its children and keep the engine's coordinates, so Set Floor,
 Set Origin and Set Scale (``scene.orient``) change the root alone and nothing is baked into points or
 keyframes.
 
-Timing: each view is keyed on the scene frame that shows its movie frame (``core.shot.scene_keys``:
+Timing: each view is keyed on the scene frame that shows its movie frame (``session.shot.scene_keys``:
 the input's ``FrameMap`` and the frame's timestamp), the scene's frame range becomes the keyed range and
 its frame rate the footage's. The plate is the camera's background: the Movie Clip itself for a clip
 input; for a strip or a file the movie is loaded as a Movie Clip placed on the same scene frames.
 
-The solve report goes on the root as custom properties (``da3_solve_*``), into a text datablock with
-every frame's error, and into the returned summary for the Info log.
+The solve report goes on the root (``solve_report.store_solve``), into a text datablock with every
+frame's error, and into the returned summary for the Info log.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 
 import bpy
 import numpy as np
-from mathutils import Matrix
 
-from ..core.shot import FrameMap, ShotSource, movie_positions, scene_keys
-from ..core.solve import JointLine, SolveSummary
-from ..engine.formats.bundle import Bundle, read_bundle
-from . import points as point_builders
-from .convert import DEFAULT_SENSOR_WIDTH, ENGINE_TO_BLENDER
-from .importer import ImportResult, _Created, bundle_points, original_intrinsics
-from .shot_camera import add_clip_background, create_shot_camera, set_scene_for_shot, shot_lens
+from ..engine.formats.bundle import Bundle
+from ..session.shot import FrameMap, ShotSource, movie_positions, scene_keys
+from ..session.solve import SolveSummary
+from .bundle_data import bundle_points, original_intrinsics
+from .camera_data import add_background
+from .convert import ENGINE_TO_BLENDER
+from .options import ShotImportOptions
+from .points import create_point_cloud
+from .root import ImportResult, build_reconstruction, make_root
+from .shot_camera import create_shot_camera, set_scene_for_shot, shot_lens
 from .shot_inputs import load_clip
+from .solve_report import store_solve
 
-__all__ = [
-    "ShotImportOptions",
-    "ShotImportResult",
-    "default_source",
-    "import_shot",
-    "is_shot_bundle",
-    "solve_summary_of",
-    "store_solve",
-]
-
-SOLVE_PROPS = "da3_solve"  # prefix of the root's report properties
-
-
-@dataclass(frozen=True)
-class ShotImportOptions:
-    """What to build from a shot bundle (plain values; operators fill it from their properties)."""
-
-    points: bool = True
-    max_points: int | None = 500_000
-    rotation_mode: str = "QUATERNION"  # or "EULER" (XYZ, Euler-filtered)
-    animated_focal: bool = False  # key the lens per frame (zoom shots) instead of one robust focal length
-    background: bool = True  # the plate behind the camera
-    set_scene: bool = True  # scene camera, render size, pixel aspect, fps and frame range
-    sensor_width: float = DEFAULT_SENSOR_WIDTH
-    name: str = ""
+__all__ = ["ShotImportOptions", "ShotImportResult", "default_source", "import_shot"]
 
 
 @dataclass
@@ -81,11 +59,6 @@ class ShotImportResult(ImportResult):
     @property
     def report_lines(self) -> list[str]:
         return self.solve.lines() if self.solve is not None else []
-
-
-def is_shot_bundle(bundle: Bundle) -> bool:
-    """A bundle of a video shot (``shot_json``: solved in chunks, one camera over the plate)."""
-    return bundle.shot is not None
 
 
 def default_source(bundle: Bundle, start_frame: int = 1) -> ShotSource:
@@ -125,43 +98,20 @@ def import_shot(
     it); None places the movie from scene frame 1. Nothing is left behind when the import fails.
     """
     options = options or ShotImportOptions()
-    start = time.perf_counter()
-    bundle = source if isinstance(source, Bundle) else read_bundle(source)
-    name = options.name or bundle.folder.name or "Shot"
-    created = _Created()
-    before_clips = set(bpy.data.movieclips)
-    before_texts = set(bpy.data.texts)
-    try:
-        result = _build(context, bundle, name, options, shot_source or default_source(bundle))
-        context.view_layer.update()
-    except BaseException:
-        created.remove_new()
-        for clip in [c for c in bpy.data.movieclips if c not in before_clips]:
-            bpy.data.movieclips.remove(clip)
-        for text in [t for t in bpy.data.texts if t not in before_texts]:
-            bpy.data.texts.remove(text)
-        raise
-    result.seconds = time.perf_counter() - start
-    return result
+
+    def build(bundle: Bundle) -> ShotImportResult:
+        return _build(context, bundle, options, shot_source or default_source(bundle))
+
+    return build_reconstruction(context, source, build)
 
 
 def _build(
-    context: bpy.types.Context, bundle: Bundle, name: str, options: ShotImportOptions, source: ShotSource
+    context: bpy.types.Context, bundle: Bundle, options: ShotImportOptions, source: ShotSource
 ) -> ShotImportResult:
     scene = context.scene
-    collection = bpy.data.collections.new(f"DA3 {name}")
-    scene.collection.children.link(collection)
+    name = options.name or bundle.folder.name or "Shot"
     alignment = bundle.world_alignment if bundle.world_alignment is not None else ENGINE_TO_BLENDER
-    root = bpy.data.objects.new(f"{name} Root", None)
-    root.empty_display_type = "ARROWS"
-    collection.objects.link(root)
-    root.matrix_basis = Matrix(np.asarray(alignment, np.float64).tolist())
-    root["da3_bundle"] = str(bundle.folder)
-    root["da3_model"] = bundle.model_id
-    root["da3_units"] = bundle.units
-    root["da3_views"] = bundle.num_views
-    root["da3_kind"] = "shot"
-    root["da3_alignment"] = np.asarray(alignment, np.float64).ravel().tolist()
+    collection, root = make_root(scene, name, bundle, alignment, kind="shot")
 
     clip = _background_clip(source) if options.background else None
     fps = float(clip.fps) if clip is not None and clip.fps > 0 else source.fps
@@ -175,8 +125,7 @@ def _build(
     if options.points:
         cloud_arrays = bundle_points(bundle, options.max_points)
         if cloud_arrays is not None and len(cloud_arrays[0]):
-            cloud = point_builders.create_point_cloud(f"{name} Points", *cloud_arrays, collection)
-            cloud.parent = root
+            cloud = create_point_cloud(f"{name} Points", *cloud_arrays, collection, parent=root)
             count = len(cloud_arrays[0])
             extent = float(cloud["da3_scene_size"])
     w2c = np.asarray(bundle.extrinsics, np.float64)[rows]
@@ -202,7 +151,7 @@ def _build(
     )
     camera["da3_source"] = source.path
     if clip is not None:
-        add_clip_background(camera, clip)
+        add_background(camera.data, clip)
         if scene.active_clip is None:
             scene.active_clip = clip
     frame_range = (int(key_frames.min()), int(key_frames.max()))
@@ -224,59 +173,4 @@ def _build(
         keys=len(key_frames),
         clip=clip,
         solve=solve,
-    )
-
-
-def store_solve(root: bpy.types.Object, solve: SolveSummary, name: str) -> bpy.types.Text:
-    """The report on the root (custom properties the panel reads) and in a text datablock (all of it)."""
-    nan = float("nan")
-    root[f"{SOLVE_PROPS}_error_px"] = solve.error_px if solve.error_px is not None else nan
-    root[f"{SOLVE_PROPS}_mean_px"] = solve.mean_px if solve.mean_px is not None else nan
-    root[f"{SOLVE_PROPS}_method"] = solve.method
-    root[f"{SOLVE_PROPS}_frames"] = solve.frames
-    root[f"{SOLVE_PROPS}_focal_px"] = solve.focal_px if solve.focal_px is not None else nan
-    root[f"{SOLVE_PROPS}_focal_spread_px"] = (
-        solve.focal_spread_px if solve.focal_spread_px is not None else nan
-    )
-    root[f"{SOLVE_PROPS}_worst_frames"] = [int(f) for f, _ in solve.worst] or [0]
-    root[f"{SOLVE_PROPS}_worst_errors"] = [float(e) for _, e in solve.worst] or [nan]
-    root[f"{SOLVE_PROPS}_joint_chunks"] = [j.chunk for j in solve.joints] or [0]
-    root[f"{SOLVE_PROPS}_joint_residuals"] = [
-        j.relative_residual if j.relative_residual is not None else nan for j in solve.joints
-    ] or [nan]
-    root[f"{SOLVE_PROPS}_joint_count"] = len(solve.joints)
-    root[f"{SOLVE_PROPS}_worst_count"] = len(solve.worst)
-    text = bpy.data.texts.new(f"{name} Solve Report")
-    text.write(solve.text())
-    root[f"{SOLVE_PROPS}_text"] = text.name
-    return text
-
-
-def solve_summary_of(root: bpy.types.Object) -> SolveSummary | None:
-    """The summary stored on a root by ``store_solve`` (None when the root has no report)."""
-    if f"{SOLVE_PROPS}_error_px" not in root:
-        return None
-
-    def num(key: str) -> float | None:
-        value = float(root.get(f"{SOLVE_PROPS}_{key}", float("nan")))
-        return value if np.isfinite(value) else None
-
-    n_worst = int(root.get(f"{SOLVE_PROPS}_worst_count", 0))
-    n_joints = int(root.get(f"{SOLVE_PROPS}_joint_count", 0))
-    worst_frames = list(root[f"{SOLVE_PROPS}_worst_frames"])[:n_worst]
-    worst_errors = list(root[f"{SOLVE_PROPS}_worst_errors"])[:n_worst]
-    chunks = list(root[f"{SOLVE_PROPS}_joint_chunks"])[:n_joints]
-    residuals = list(root[f"{SOLVE_PROPS}_joint_residuals"])[:n_joints]
-    return SolveSummary(
-        error_px=num("error_px"),
-        mean_px=num("mean_px"),
-        method=str(root.get(f"{SOLVE_PROPS}_method", "reprojection")),
-        frames=int(root.get(f"{SOLVE_PROPS}_frames", 0)),
-        worst=[(int(f), float(e)) for f, e in zip(worst_frames, worst_errors, strict=True)],
-        focal_px=num("focal_px"),
-        focal_spread_px=num("focal_spread_px"),
-        joints=[
-            JointLine(int(c), float(r) if np.isfinite(r) else None, None, "")
-            for c, r in zip(chunks, residuals, strict=True)
-        ],
     )

@@ -1,8 +1,8 @@
-"""Blender's movie datablocks → a ``core.shot.ShotSource``: the Clip Editor's Movie Clip, a movie strip
+"""Blender's movie datablocks → a ``session.shot.ShotSource``: the Clip Editor's Movie Clip, a movie strip
 in the Video Sequencer, or a video file.
 
 Only reading here (and loading a file as a Movie Clip to learn its length); the frame arithmetic is
-``core.shot``'s. Each function raises ``ShotError`` with a message that says what to do.
+``session.shot``'s. Each function raises ``ShotError`` with a message that says what to do.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 
 import bpy
 
-from ..core.shot import ShotError, ShotSource, clip_frame_map, file_frame_map, strip_frame_map
+from ..session.shot import ShotError, ShotSource, clip_frame_map, file_frame_map, strip_frame_map
 from .compat import sequencer_strips, strip_timing
 
 __all__ = [

@@ -11,13 +11,23 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..engine.process.protocol import JobOptions, ReconstructRequest, new_job_id
+from ..engine.process.protocol import (
+    CHUNK_SIZE_MIN,
+    PATCH_SIZE,
+    PROCESS_RES_RANGE,
+    JobOptions,
+    ReconstructRequest,
+    chunking_problem,
+    new_job_id,
+    snap_process_res,
+)
 from . import models
 from .inputs import InputError, collect_inputs
 from .shot import ShotError, ShotSource, select_frames
 
 __all__ = [
-    "PATCH",
+    "MAX_RES",
+    "MIN_RES",
     "JobSpecError",
     "build_request",
     "build_shot_request",
@@ -26,8 +36,8 @@ __all__ = [
     "snap_resolution",
 ]
 
-PATCH = 14  # DA3's patch size: the processed image sides are multiples of it
-MIN_RES, MAX_RES = 14, 4088
+# The resolutions the UI offers: multiples of the patch within the protocol's limits (defined there).
+MIN_RES, MAX_RES = snap_process_res(PROCESS_RES_RANGE[0]), snap_process_res(PROCESS_RES_RANGE[1])
 
 
 class JobSpecError(ValueError):
@@ -35,9 +45,8 @@ class JobSpecError(ValueError):
 
 
 def snap_resolution(value: int) -> int:
-    """The nearest multiple of 14 within [14, 4088] (the network works on 14-pixel patches)."""
-    snapped = int(round(value / PATCH)) * PATCH
-    return max(MIN_RES, min(MAX_RES, snapped))
+    """The nearest multiple of the network's 14-pixel patch within the protocol's limits."""
+    return snap_process_res(value)
 
 
 def resolve_model(choice: str, default_model: str, custom_folder: str = "") -> str:
@@ -99,9 +108,9 @@ def _model(settings: Mapping[str, Any], prefs: Mapping[str, Any]) -> str:
 def _options(settings: Mapping[str, Any], prefs: Mapping[str, Any], **extra: Any) -> JobOptions:
     """The job options the panel and the preferences give (``extra``: shot options such as frames)."""
     res = int(settings.get("process_res", 504))
-    if res % PATCH or not MIN_RES <= res <= MAX_RES:
+    if res % PATCH_SIZE or not MIN_RES <= res <= MAX_RES:
         raise JobSpecError(
-            f"Process resolution {res} must be a multiple of {PATCH} between {MIN_RES} and {MAX_RES} "
+            f"Process resolution {res} must be a multiple of {PATCH_SIZE} between {MIN_RES} and {MAX_RES} "
             f"(for example {snap_resolution(res)})."
         )
     return JobOptions(
@@ -120,9 +129,12 @@ def chunk_options(chunk_size: int, chunk_overlap: int) -> dict[str, int | None]:
     smaller than a fixed chunk size."""
     size = int(chunk_size) or None
     overlap = int(chunk_overlap) or None
-    if size is not None and size < 2:
-        raise JobSpecError(f"A chunk needs at least 2 frames, got {size} (0 chooses from the memory).")
-    if size is not None and overlap is not None and overlap >= size:
+    problem = chunking_problem(size, overlap)  # the protocol's limits, defined once
+    if problem is not None and problem[0] == "chunk_size":
+        raise JobSpecError(
+            f"A chunk needs at least {CHUNK_SIZE_MIN} frames, got {size} (0 chooses from the memory)."
+        )
+    if problem is not None:
         raise JobSpecError(
             f"The chunk overlap ({overlap} frames) must be smaller than the chunk size ({size}); "
             "half the chunk size is a good choice."

@@ -17,7 +17,6 @@ builds; `tools/demo.py` runs the real engine.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import tempfile
@@ -32,16 +31,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import synthetic_scene  # noqa: E402
-
-
-def load_extension():
-    spec = importlib.util.spec_from_file_location(
-        "da3_reconstruct", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["da3_reconstruct"] = module
-    spec.loader.exec_module(module)
-    return module
+from extension_package import load_extension  # noqa: E402
 
 
 def _read_png(path: str) -> np.ndarray:
@@ -132,8 +122,8 @@ def main() -> int:
 
     # The same cloud through the imported camera of view 3, next to view 3's image.
     cam = result.cameras[3]
-    importer_cams = sys.modules["da3_reconstruct.scene.cameras"]
-    importer_cams.apply_render_settings(scene, cam)
+    camera_data = sys.modules["da3_reconstruct.scene.camera_data"]
+    camera_data.apply_render_settings(scene, cam)
     through = str(work / "through.png")
     scene.render.filepath = through
     bpy.ops.render.render(write_still=True)

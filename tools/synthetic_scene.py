@@ -107,15 +107,18 @@ def _look_at(obj: bpy.types.Object, target) -> None:
     obj.rotation_euler = direction.to_track_quat("-Z", "Y").to_euler()
 
 
-def _opencv(scene: bpy.types.Scene, cam: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
-    """K from Blender's projection matrix, w2c from the camera's world matrix (OpenCV axes)."""
+def opencv_camera(scene: bpy.types.Scene, cam: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
+    """K (3, 3) from Blender's own projection matrix, w2c (3, 4) from the camera's world matrix (OpenCV
+    axes)."""
     w, h = scene.render.resolution_x, scene.render.resolution_y
     depsgraph = bpy.context.evaluated_depsgraph_get()
     P = np.array(cam.calc_matrix_camera(depsgraph, x=w, y=h, scale_x=1.0, scale_y=1.0))
+    # ndc_x = P00 x/z_cv − P02 → u = W/2 (ndc_x + 1); v = H/2 (1 − ndc_y) with y_cv = −y, z_cv = −z.
     K = np.array(
         [[w / 2 * P[0, 0], 0, w / 2 * (1 - P[0, 2])], [0, h / 2 * P[1, 1], h / 2 * (1 + P[1, 2])], [0, 0, 1]]
     )
-    w2c = np.diag([1.0, -1.0, -1.0]) @ np.linalg.inv(np.array(cam.matrix_world))[:3, :]
+    world_to_cam = np.linalg.inv(np.array(cam.matrix_world))[:3, :]
+    w2c = np.diag([1.0, -1.0, -1.0]) @ world_to_cam  # Blender camera axes → OpenCV axes
     return K, w2c
 
 
@@ -206,7 +209,7 @@ def render_views(
             output.set_prefix(f"depth_{i:03d}_")
             scene.frame_set(1)
         bpy.ops.render.render(write_still=True)
-        K, w2c = _opencv(scene, cam)
+        K, w2c = opencv_camera(scene, cam)
         z = read_image(output.path(1))[:, :, 0] if output is not None else None
         views.append(RenderedView(path, K, w2c, z))
     return views

@@ -64,7 +64,7 @@ def ext():
 
 @pytest.fixture(scope="session")
 def sub(ext):
-    """``sub("core.service")`` imports a module of the installed extension."""
+    """``sub("session.service")`` imports a module of the installed extension."""
     return lambda name: importlib.import_module(f"{ext.__name__}.{name}")
 
 
@@ -134,6 +134,19 @@ def draw(panel_cls, context=None) -> RecordingLayout:
     fake = types.SimpleNamespace(layout=RecordingLayout())
     panel_cls.draw(fake, context or bpy.context)
     return fake.layout
+
+
+def draw_preferences(prefs) -> RecordingLayout:
+    """Run the add-on preferences' draw with a recording layout (reading ``prefs``' values)."""
+
+    class Proxy:
+        layout = RecordingLayout()
+
+        def __getattr__(self, name):
+            return getattr(prefs, name)
+
+    type(prefs).draw(Proxy(), bpy.context)
+    return Proxy.layout
 
 
 def run_python(

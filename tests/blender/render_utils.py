@@ -56,3 +56,16 @@ def render(scene: bpy.types.Scene, camera: bpy.types.Object, path: str) -> np.nd
 
 def render_to(tmp_path: os.PathLike, name: str) -> str:
     return os.path.join(os.fspath(tmp_path), f"{name}.png")
+
+
+def centroids(image: np.ndarray) -> np.ndarray:
+    """Intensity-weighted centre of the red, green and blue blobs ``(3, 2)``, in continuous pixel
+    coordinates (pixel (u, v) covers [u, u+1) × [v, v+1))."""
+    h, w = image.shape[:2]
+    u, v = np.arange(w) + 0.5, np.arange(h) + 0.5
+    out = []
+    for channel in range(3):
+        weight = image[:, :, channel] * (image[:, :, channel] > 0.05)
+        total = weight.sum()
+        out.append([(weight.sum(0) * u).sum() / total, (weight.sum(1) * v).sum() / total])
+    return np.array(out)

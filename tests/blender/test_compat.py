@@ -43,7 +43,7 @@ VERSION_SPECIFIC = (
 
 def test_only_the_compatibility_module_branches_on_blender_versions():
     offenders = []
-    for folder in ("scene", "operators", "panels"):
+    for folder in ("scene", "operators", "panels", "preferences"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             if path.name == "compat.py":
                 continue

@@ -30,12 +30,12 @@ def _projection(scene, cam_obj, w, h):
 @pytest.mark.parametrize("fx,fy,cx,cy,w,h", CASES)
 def test_lens_params_reproduce_the_pinhole(clean_scene, sub, fx, fy, cx, cy, w, h):
     convert = sub("scene.convert")
-    cameras = sub("scene.cameras")
+    cameras, camera_data = sub("scene.cameras"), sub("scene.camera_data")
     K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
     objs = cameras.create_view_cameras(
         "t", np.eye(3, 4)[None], K[None], np.array([[h, w]]), clean_scene.collection, None
     )
-    cameras.apply_render_settings(clean_scene, objs[0])
+    camera_data.apply_render_settings(clean_scene, objs[0])
     P = _projection(clean_scene, objs[0], w, h)
     # Project camera-space points with Blender's matrix and with K; compare in pixels.
     rng = np.random.default_rng(0)
@@ -81,9 +81,12 @@ def test_engine_frame_is_turned_so_z_is_up(sub):
 
 
 def test_quaternion_keys_keep_one_hemisphere(sub):
-    convert = sub("scene.convert")
-    q = np.array([[1.0, 0, 0, 0], [-0.999, -0.04, 0, 0], [0.998, 0.06, 0, 0], [-0.99, -0.14, 0, 0]])
-    fixed = convert.continuous_quaternions(q)
+    """The camera keys' quaternions (``engine.geometry.trajectory``, the one sign-continuity rule): a turn
+    about x through 180° keeps going, although the w ≥ 0 quaternion of each matrix flips sign there."""
+    trajectory, cameras = sub("engine.geometry.trajectory"), sub("engine.geometry.cameras")
+    half = np.radians([0.0, 170.0, 182.0, 350.0]) / 2
+    q = np.stack([np.cos(half), np.sin(half), 0 * half, 0 * half], 1)  # w < 0 from 180° on
+    fixed = trajectory.quaternions_with_continuity(cameras.quaternion_wxyz_to_matrix(q))
     assert np.all(np.sum(fixed[1:] * fixed[:-1], axis=1) > 0)
     assert np.allclose(np.abs(fixed), np.abs(q))
 

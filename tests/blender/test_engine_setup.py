@@ -15,7 +15,7 @@ from pathlib import Path
 import bpy
 import pytest
 
-from .conftest import ROOT, RecordingLayout
+from .conftest import ROOT, draw_preferences
 
 
 def _py(code: str) -> tuple[str, ...]:
@@ -62,7 +62,7 @@ def _recorded(outputs: dict[str, str | None]):
 
 
 def test_the_accelerator_comes_from_the_driver_and_the_gpus(sub):
-    setup = sub("core.engine_setup")
+    setup = sub("session.engine_setup")
     detect = setup.detect_accelerator
     assert setup.parse_nvidia_smi(NVIDIA_SMI_QUERY) == "550.54.14"
     assert setup.parse_nvidia_smi(NVIDIA_SMI_BANNER) == "570.86.15"
@@ -91,7 +91,7 @@ def test_the_accelerator_comes_from_the_driver_and_the_gpus(sub):
 
 
 def test_steps_make_the_environment_with_uv_and_ask_for_the_machines_torch(sub, tmp_path):
-    setup = sub("core.engine_setup")
+    setup = sub("session.engine_setup")
     venv = tmp_path / "venv"
     cuda = setup.Accelerator("cuda", "550.54.14")
     steps = setup.setup_steps("/ext/uv", "/blender/python", venv, "req.txt", cuda)
@@ -113,7 +113,7 @@ def test_steps_make_the_environment_with_uv_and_ask_for_the_machines_torch(sub, 
 
 
 def test_uv_lines_become_progress_by_bytes(sub, tmp_path):
-    setup = sub("core.engine_setup")
+    setup = sub("session.engine_setup")
     assert setup.parse_uv_line("Downloading torch (846.0MiB)") == ("downloading", "torch", 846.0 * 2**20)
     assert setup.parse_uv_line(" Downloaded torch") == ("downloaded", "torch", 0.0)
     assert setup.parse_uv_line("Resolved 24 packages in 1.20s")[0] == "text"
@@ -142,7 +142,7 @@ def test_uv_lines_become_progress_by_bytes(sub, tmp_path):
 
 
 def test_failures_say_what_happened_and_what_to_do(sub, tmp_path):
-    setup = sub("core.engine_setup")
+    setup = sub("session.engine_setup")
     explain = setup.explain_failure
     offline = [
         "error: Request failed after 3 retries",
@@ -176,7 +176,7 @@ def test_failures_say_what_happened_and_what_to_do(sub, tmp_path):
 
 
 def test_runner_reports_live_progress_and_a_log(sub, tmp_path):
-    setup = sub("core.engine_setup")
+    setup = sub("session.engine_setup")
     lines = ("Resolved 2 packages in 0.2s", "Downloading torch (8.0MiB)", " Downloaded torch")
     steps = [
         setup.SetupStep("Downloading", _py(f"for line in {lines!r}: print(line, flush=True)"), 0.8),
@@ -193,7 +193,7 @@ def test_runner_reports_live_progress_and_a_log(sub, tmp_path):
 
 
 def test_runner_partial_progress_is_weighted(sub, tmp_path):
-    setup = sub("core.engine_setup")
+    setup = sub("session.engine_setup")
     gate = tmp_path / "gate"
     code = (
         "import os, time\n"
@@ -217,7 +217,7 @@ def test_runner_partial_progress_is_weighted(sub, tmp_path):
 
 
 def test_runner_failure_and_cancel(sub, tmp_path):
-    setup = sub("core.engine_setup")
+    setup = sub("session.engine_setup")
     failing = setup.SetupRunner(
         [setup.SetupStep("Installing", _py("import sys; sys.exit(2)"), 1.0)], tmp_path / "a.log"
     )
@@ -238,7 +238,7 @@ def test_cancel_between_the_check_and_the_start_stops_the_step(sub, tmp_path, mo
     import threading
     import time
 
-    setup = sub("core.engine_setup")
+    setup = sub("session.engine_setup")
     runner = setup.SetupRunner(
         [setup.SetupStep("Waiting", _py("import time; time.sleep(30)"), 1.0)], tmp_path / "r.log"
     )
@@ -260,7 +260,7 @@ def test_cancel_between_the_check_and_the_start_stops_the_step(sub, tmp_path, mo
 
 
 def test_the_accelerator_tools_are_run_for_real(sub, tmp_path):
-    setup = sub("core.engine_setup")
+    setup = sub("session.engine_setup")
     good = tmp_path / "nvidia-smi"
     good.write_text("#!/bin/sh\necho '550.54.14'\n")
     bad = tmp_path / "nvidia-smi-bad"
@@ -274,23 +274,23 @@ def test_the_accelerator_tools_are_run_for_real(sub, tmp_path):
 
 def test_setup_is_refused_without_online_access(ext, sub):
     assert bpy.app.online_access is False  # background mode
-    reason = sub("core.engine_setup").refusal(False)
+    reason = sub("session.engine_setup").refusal(False)
     assert "Allow Online Access" in reason
-    assert sub("core.engine_setup").refusal(True) is None
+    assert sub("session.engine_setup").refusal(True) is None
     assert not bpy.ops.da3.setup_engine.poll()
     with pytest.raises(RuntimeError, match="Online access is off"):
         bpy.ops.da3.setup_engine()
 
 
 def test_preferences_show_setup_progress(ext, sub, prefs, tmp_path):
-    setup = sub("core.engine_setup")
-    runtime = sub("operators.runtime")
+    setup = sub("session.engine_setup")
+    setup_engine = sub("preferences.setup_engine")
     gate = tmp_path / "gate"
     wait = f"import os, time\nprint('Collecting torch', flush=True)\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)"
     runner = setup.SetupRunner(
         [setup.SetupStep("Installing PyTorch (CPU)", _py(wait), 1.0)], tmp_path / "s.log"
     )
-    runtime.setup_runner = runner
+    setup_engine.runner = runner
     runner.start()
     try:
         import time
@@ -298,26 +298,18 @@ def test_preferences_show_setup_progress(ext, sub, prefs, tmp_path):
         deadline = time.monotonic() + 20
         while runner.poll().detail != "Collecting torch" and time.monotonic() < deadline:
             time.sleep(0.02)
-
-        class Proxy:
-            layout = RecordingLayout()
-
-            def __getattr__(self, name):
-                return getattr(prefs, name)
-
-        fake = Proxy()
-        type(prefs).draw(fake, bpy.context)
-        assert "Step 1/1: Installing PyTorch (CPU)" in fake.layout.texts("progress")
-        assert ("operator", "da3.cancel_setup") in fake.layout.log
-        assert "Collecting torch" in fake.layout.texts()
+        layout = draw_preferences(prefs)
+        assert "Step 1/1: Installing PyTorch (CPU)" in layout.texts("progress")
+        assert ("operator", "da3.cancel_setup") in layout.log
+        assert "Collecting torch" in layout.texts()
     finally:
         gate.write_text("go")
         setup.wait_for(runner)
-        runtime.setup_runner = None
+        setup_engine.runner = None
 
 
 def test_engine_python_comes_from_preferences_or_the_set_up_environment(sub, tmp_path):
-    env = sub("core.engine_env")
+    env = sub("session.engine_env")
     venv = tmp_path / "venv"
     assert not env.choose_python("", venv).ok and "not set up" in env.choose_python("", venv).problem
     python = env.venv_python(venv)
@@ -332,7 +324,7 @@ def test_engine_python_comes_from_preferences_or_the_set_up_environment(sub, tmp
 
 
 def test_engine_environment_follows_online_access_and_cache(sub, tmp_path):
-    env = sub("core.engine_env")
+    env = sub("session.engine_env")
     base = {"PATH": "/bin", "PYTHONHOME": "/blender/python", "PYTHONPATH": "/blender/scripts"}
     offline = env.engine_environment(base, model_cache=str(tmp_path), online=False)
     assert offline["HF_HUB_OFFLINE"] == "1" and offline["HF_HUB_CACHE"] == str(tmp_path)
@@ -342,7 +334,7 @@ def test_engine_environment_follows_online_access_and_cache(sub, tmp_path):
 
 
 def test_engine_config_unloads_after_idle_minutes_and_picks_the_device(sub):
-    env = sub("core.engine_env")
+    env = sub("session.engine_env")
     keep = env.EngineConfig.build("/py", "/ext", env={}, idle_minutes=0, device="auto")
     idle = env.EngineConfig.build("/py", "/ext", env={}, idle_minutes=5, device="cuda")
     assert keep.args == () and idle.args == ("--idle-timeout", "300", "--device", "cuda")
@@ -361,7 +353,7 @@ def test_a_real_setup_makes_an_engine_environment(ext, sub, tmp_path):
     requirements from the package index, and the engine's check imports torch in it."""
     from .conftest import ENGINE_PYTHON
 
-    setup, env = sub("core.engine_setup"), sub("core.engine_env")
+    setup, env = sub("session.engine_setup"), sub("session.engine_env")
     uv = setup.find_uv()
     assert uv is not None and "extensions" in uv  # the bundled one, not a uv from PATH
     venv = tmp_path / "engine-env" / "venv"

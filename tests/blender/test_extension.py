@@ -65,7 +65,7 @@ def test_blender_side_never_imports_torch(ext):
             continue
         importlib.import_module(info.name)
         imported.append(relative)
-    for needed in ("core.service", "scene.importer", "operators.reconstruct", "panels.reconstruct"):
+    for needed in ("session.service", "scene.importer", "operators.reconstruct", "panels.reconstruct"):
         assert needed in imported
     assert sys.modules.get("torch") is None
 
@@ -100,7 +100,7 @@ name = "bl_ext.user_default.da3_reconstruct"
 loaded = addon_utils.check(name)[1]
 ok = loaded and hasattr(bpy.types, "VIEW3D_PT_da3_reconstruct") and hasattr(bpy.ops.da3, "reconstruct")
 import importlib, subprocess
-uv = importlib.import_module(name + ".core.engine_setup").find_uv()
+uv = importlib.import_module(name + ".session.engine_setup").find_uv()
 print("UV", uv, subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip(), flush=True)
 addon_utils.disable(name)
 print("INSTALLED" if ok else "MISSING", flush=True)

@@ -31,8 +31,9 @@ import pytest
 from mathutils import Euler
 
 from engine.formats.bundle import write_bundle
+from tools.synthetic_scene import opencv_camera
 
-from .render_utils import add_mesh, emissive_material, render, render_to, setup_cycles
+from .render_utils import add_mesh, centroids, emissive_material, render, render_to, setup_cycles
 
 MAD_THRESHOLD = 0.002
 HALF_PIXEL_MIN_MAD = 0.01
@@ -51,21 +52,6 @@ def _textured_scene(scene):
         location=(-1.2, 0.2, 0.6),
     )
     add_mesh("cone", emissive_material("Green", (0.2, 0.8, 0.3), checker=12.0), location=(1.6, -1.0, 0.5))
-
-
-def _opencv_from_blender_camera(scene, cam_obj):
-    """K (3, 3) from Blender's own projection matrix and w2c (3, 4) from the world matrix."""
-    render_ = scene.render
-    w, h = render_.resolution_x, render_.resolution_y
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    P = np.array(cam_obj.calc_matrix_camera(depsgraph, x=w, y=h, scale_x=1.0, scale_y=1.0))
-    # ndc_x = P00 x/z_cv − P02 → u = W/2 (ndc_x + 1); v = H/2 (1 − ndc_y) with y_cv = −y, z_cv = −z.
-    K = np.array(
-        [[w / 2 * P[0, 0], 0, w / 2 * (1 - P[0, 2])], [0, h / 2 * P[1, 1], h / 2 * (1 + P[1, 2])], [0, 0, 1]]
-    )
-    world_to_cam = np.linalg.inv(np.array(cam_obj.matrix_world))[:3, :]
-    w2c = np.diag([1.0, -1.0, -1.0]) @ world_to_cam  # Blender camera axes → OpenCV axes
-    return K, w2c
 
 
 def _import_camera(sub, tmp_path, name, K, w2c_blender_world, size_hw, image):
@@ -112,7 +98,7 @@ def test_imported_camera_reproduces_the_render(
     bpy.context.view_layer.update()
 
     plate = render(scene, original, render_to(tmp_path, "plate"))
-    K, w2c = _opencv_from_blender_camera(scene, original)
+    K, w2c = opencv_camera(scene, original)
     h, w = size[1], size[0]
 
     imported = _import_camera(sub, tmp_path, "exact", K, w2c, (h, w), plate)
@@ -127,19 +113,6 @@ def test_imported_camera_reproduces_the_render(
     off = render(scene, shifted, render_to(tmp_path, "off"))
     off_mad = float(np.abs(off - plate).mean())
     assert off_mad > HALF_PIXEL_MIN_MAD, f"{name}: half a pixel off gives only {off_mad:.4f}"
-
-
-def _centroids(image: np.ndarray) -> np.ndarray:
-    """Intensity-weighted centre of the red, green and blue blobs, in continuous pixel coordinates."""
-    h, w = image.shape[:2]
-    u = np.arange(w) + 0.5
-    v = np.arange(h) + 0.5
-    out = []
-    for channel in range(3):
-        weight = image[:, :, channel] * (image[:, :, channel] > 0.05)
-        total = weight.sum()
-        out.append([(weight.sum(0) * u).sum() / total, (weight.sum(1) * v).sum() / total])
-    return np.array(out)
 
 
 def test_imported_camera_projects_known_points_where_opencv_does(clean_scene, sub, tmp_path):
@@ -168,4 +141,4 @@ def test_imported_camera_projects_known_points_where_opencv_does(clean_scene, su
     image = render(scene, cam, render_to(tmp_path, "spheres"))
     cam_points = centres @ R.T + w2c[:, 3]
     expected = (cam_points @ K.T)[:, :2] / cam_points[:, 2:3]
-    assert np.abs(_centroids(image) - expected).max() < 0.15
+    assert np.abs(centroids(image) - expected).max() < 0.15

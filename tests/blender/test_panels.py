@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from .conftest import RecordingLayout, draw
+from .conftest import draw, draw_preferences
 
 
 def _panels(sub):
@@ -79,7 +79,7 @@ def test_display_panel_exposes_the_live_point_controls(clean_scene, sub, tmp_pat
 
 
 def test_busy_panel_shows_progress_and_cancel(clean_scene, sub):
-    service = sub("core.service")
+    service = sub("session.service")
     runtime = sub("operators.runtime")
     svc = runtime.service()
     svc.job = service.JobState(job="abc", model="m", frames=8, stage="network", current=3, total=8)
@@ -102,16 +102,9 @@ def test_engine_panel_status_lines(clean_scene, sub, prefs, tmp_path):
 
 
 def test_preferences_draw_engine_models_and_memory(ext, sub, prefs):
-    class Proxy:
-        layout = RecordingLayout()
-
-        def __getattr__(self, name):
-            return getattr(prefs, name)
-
-    fake = Proxy()
-    type(prefs).draw(fake, bpy.context)
-    texts = fake.layout.texts()
-    props = {v for k, v in fake.layout.log if k == "prop"}
+    layout = draw_preferences(prefs)
+    texts = layout.texts()
+    props = {v for k, v in layout.log if k == "prop"}
     assert {
         "engine_python",
         "model_cache",
@@ -120,8 +113,8 @@ def test_preferences_draw_engine_models_and_memory(ext, sub, prefs):
         "keep_loaded",
         "unload_minutes",
     } <= props
-    assert ("operator", "da3.setup_engine") in fake.layout.log
-    models = sub("core.models")
+    assert ("operator", "da3.setup_engine") in layout.log
+    models = sub("session.models")
     for info in models.MODELS:
         assert info.label in texts
     assert any("(non-commercial)" in t for t in texts) and "6.8 GB" in texts

@@ -145,7 +145,7 @@ def test_esc_cancels_and_nothing_is_imported(job_settings, sub):
     reconstruct.begin(bpy.context)
     op = FakeOperator()
     assert not bpy.ops.da3.reconstruct.poll()  # one job at a time
-    with pytest.raises(sub("core.service").BusyError):
+    with pytest.raises(sub("session.service").BusyError):
         reconstruct.begin(bpy.context)
     result = drive(sub, op, on_tick=lambda i: ESC if i == 20 else None)
     assert result == {"CANCELLED"}

@@ -32,7 +32,7 @@ from engine.geometry.trajectory import absolute_trajectory_error, path_length
 from tests.engine.synthetic_shot import BOXES, WALL_Y, Shot, camera_path, random_sim3, to_chunk
 from tools.synthetic_scene import DepthOutput, read_image
 
-from .render_utils import emissive_material, setup_cycles
+from .render_utils import centroids, emissive_material, setup_cycles
 
 N_FRAMES, H, W, FOCAL = 24, 64, 96, 80.0
 CHUNK, OVERLAP = 8, 4
@@ -245,15 +245,8 @@ def _shot_bundle(folder, w2c, K, alignment, points=None):
 
 
 def _centroids(image: np.ndarray) -> np.ndarray:
-    """Intensity-weighted centre of the red, green and blue markers, continuous plate pixel coordinates."""
-    h, w = image.shape[:2]
-    u, v = np.arange(w) + 0.5, np.arange(h) + 0.5
-    out = []
-    for channel in range(3):
-        weight = image[:, :, channel] * (image[:, :, channel] > 0.05)
-        total = weight.sum()
-        out.append([(weight.sum(0) * u).sum() / total, (weight.sum(1) * v).sum() / total])
-    return np.array(out) / MARKER_ZOOM
+    """Centres of the red, green and blue markers in continuous plate pixel coordinates."""
+    return centroids(image) / MARKER_ZOOM
 
 
 def test_c_the_imported_shot_camera_reproduces_the_plate(clean_scene, sub, tmp_path, rendered, joined):

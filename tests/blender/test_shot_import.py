@@ -140,18 +140,18 @@ def test_the_solve_report_goes_on_the_root_into_a_text_and_the_summary(clean_sce
     text = bpy.data.texts[root["da3_solve_text"]].as_string()
     assert "   19  2.500" in text and "chunk 1: 0.400 %" in text
     assert "0.30 px (usable)" in result.summary and "frames 11-29" in result.summary
-    summary = shot.solve_summary_of(root)
+    summary = sub("scene.solve_report").solve_summary_of(root)
     assert summary.worst[0] == (19, pytest.approx(2.5)) and summary.joints[0].relative_residual == 0.004
 
 
 def test_the_movie_file_becomes_the_background_on_the_same_frames(clean_scene, sub, tmp_path):
     shot = sub("scene.shot")
-    core_shot = sub("core.shot")
+    session_shot = sub("session.shot")
     movie = write_test_video(tmp_path / "plate.mkv", make_test_images(30, 48, 64), fps=24)
     frames = np.arange(0, 30, 2)
     arrays_path = write_shot_bundle(tmp_path / "bg", frames, source_frames=30)
-    source = core_shot.ShotSource(
-        "STRIP", str(movie), "plate", core_shot.FrameMap(offset=7, first=3, last=25), 24.0, (64, 48)
+    source = session_shot.ShotSource(
+        "STRIP", str(movie), "plate", session_shot.FrameMap(offset=7, first=3, last=25), 24.0, (64, 48)
     )
     result = shot.import_shot(bpy.context, arrays_path, shot_source=source)
     cam = result.cameras[0]

@@ -83,7 +83,7 @@ def _key_frames(sub, cam) -> np.ndarray:
 
 
 def test_a_trimmed_offset_strip_lands_on_the_right_scene_frames(clean_scene, sub, tmp_path, movie):
-    inputs, shot, core_shot = sub("scene.shot_inputs"), sub("scene.shot"), sub("core.shot")
+    inputs, shot, session_shot = sub("scene.shot_inputs"), sub("scene.shot"), sub("session.shot")
     scene = clean_scene
     _plain_output(scene, tmp_path)
     strip = _strips(scene).new_movie("plate", movie, channel=2, frame_start=10)
@@ -101,7 +101,7 @@ def test_a_trimmed_offset_strip_lands_on_the_right_scene_frames(clean_scene, sub
         assert _shown_number(scene, frame) == source.frame_map.position(frame)
 
     # A job over scene frames 15..36 every 4th frame, then the camera of those movie frames.
-    start, end, step = core_shot.select_frames(source.frame_map, 15, 36, 4)
+    start, end, step = session_shot.select_frames(source.frame_map, 15, 36, 4)
     solved = np.arange(start, end, step)
     folder = write_shot_bundle(tmp_path / "strip", solved, source_frames=MOVIE_FRAMES, plate_hw=(64, 96))
     result = shot.import_shot(bpy.context, folder, shot.ShotImportOptions(points=False), source)
@@ -118,7 +118,7 @@ def test_a_trimmed_offset_strip_lands_on_the_right_scene_frames(clean_scene, sub
 
 
 def test_a_movie_clip_with_start_and_offset_maps_like_the_clip_editor(clean_scene, sub, tmp_path, movie):
-    inputs, shot, core_shot = sub("scene.shot_inputs"), sub("scene.shot"), sub("core.shot")
+    inputs, shot, session_shot = sub("scene.shot_inputs"), sub("scene.shot"), sub("session.shot")
     scene = clean_scene
     _plain_output(scene, tmp_path)
     clip = bpy.data.movieclips.load(movie)
@@ -131,7 +131,7 @@ def test_a_movie_clip_with_start_and_offset_maps_like_the_clip_editor(clean_scen
     for frame in (20, 33, source.frame_map.scene_range[1]):
         assert _shown_number(scene, frame) == source.frame_map.position(frame)
 
-    start, end, step = core_shot.select_frames(source.frame_map, None, None, 5)
+    start, end, step = session_shot.select_frames(source.frame_map, None, None, 5)
     solved = np.arange(start, end, step)
     assert solved[0] == 4
     folder = write_shot_bundle(tmp_path / "clip", solved, source_frames=MOVIE_FRAMES, plate_hw=(64, 96))
@@ -150,41 +150,41 @@ def test_a_video_file_starts_on_frame_one(clean_scene, sub, movie):
 
 
 def test_inputs_that_cannot_be_tracked_say_what_to_do(clean_scene, sub, tmp_path, movie):
-    inputs, core_shot = sub("scene.shot_inputs"), sub("core.shot")
+    inputs, session_shot = sub("scene.shot_inputs"), sub("session.shot")
     scene = clean_scene
-    with pytest.raises(core_shot.ShotError, match="open one in the Clip Editor"):
+    with pytest.raises(session_shot.ShotError, match="open one in the Clip Editor"):
         inputs.clip_source(inputs.active_clip(bpy.context))
-    with pytest.raises(core_shot.ShotError, match="select the movie strip"):
+    with pytest.raises(session_shot.ShotError, match="select the movie strip"):
         inputs.selected_movie_strip(scene)
     a = _strips(scene).new_movie("a", movie, channel=1, frame_start=1)
     b = _strips(scene).new_movie("b", movie, channel=2, frame_start=1)
     a.select = b.select = True
     scene.sequence_editor.active_strip = None
-    with pytest.raises(core_shot.ShotError, match="2 movie strips are selected"):
+    with pytest.raises(session_shot.ShotError, match="2 movie strips are selected"):
         inputs.selected_movie_strip(scene)
     a.use_reverse_frames = True
-    with pytest.raises(core_shot.ShotError, match="Reverse Frames"):
+    with pytest.raises(session_shot.ShotError, match="Reverse Frames"):
         inputs.strip_source(a)
-    with pytest.raises(core_shot.ShotError, match="is missing"):
+    with pytest.raises(session_shot.ShotError, match="is missing"):
         inputs.file_source(str(tmp_path / "gone.mp4"))
-    with pytest.raises(core_shot.ShotError, match="retimed"):
-        core_shot.strip_frame_map(1, 1, 30, 0, frame_duration=29, movie_frames=40)
+    with pytest.raises(session_shot.ShotError, match="retimed"):
+        session_shot.strip_frame_map(1, 1, 30, 0, frame_duration=29, movie_frames=40)
 
 
 def test_frame_selection_fps_and_keys(sub):
-    core_shot = sub("core.shot")
-    fm = core_shot.FrameMap(offset=10, first=3, last=30)  # scene frames 13..40
-    assert core_shot.select_frames(fm) == (3, 31, 1)
-    assert core_shot.select_frames(fm, 1, 100, 2) == (3, 31, 2)  # clipped to the movie
-    assert core_shot.select_frames(fm, 20, 25, 3) == (10, 16, 3)
-    with pytest.raises(core_shot.ShotError, match="misses the movie"):
-        core_shot.select_frames(fm, 50, 60)
-    with pytest.raises(core_shot.ShotError, match="at least 2"):
-        core_shot.select_frames(fm, 20, 22, 5)
-    assert core_shot.exact_fps(30000 / 1001) == (30, 1.001)
-    assert core_shot.exact_fps(24000 / 1001) == (24, 1.001)
-    assert core_shot.exact_fps(25.0) == (25, 1.0)
-    assert core_shot.exact_fps(12.5) == (25, 2.0)
+    session_shot = sub("session.shot")
+    fm = session_shot.FrameMap(offset=10, first=3, last=30)  # scene frames 13..40
+    assert session_shot.select_frames(fm) == (3, 31, 1)
+    assert session_shot.select_frames(fm, 1, 100, 2) == (3, 31, 2)  # clipped to the movie
+    assert session_shot.select_frames(fm, 20, 25, 3) == (10, 16, 3)
+    with pytest.raises(session_shot.ShotError, match="misses the movie"):
+        session_shot.select_frames(fm, 50, 60)
+    with pytest.raises(session_shot.ShotError, match="at least 2"):
+        session_shot.select_frames(fm, 20, 22, 5)
+    assert session_shot.exact_fps(30000 / 1001) == (30, 1.001)
+    assert session_shot.exact_fps(24000 / 1001) == (24, 1.001)
+    assert session_shot.exact_fps(25.0) == (25, 1.0)
+    assert session_shot.exact_fps(12.5) == (25, 2.0)
     # Variable frame rate: two decoded frames in one frame interval → the later one is the one shown.
-    frames, rows = core_shot.scene_keys([0, 1, 2, 3], [0.0, 1 / 24, 1.4 / 24, 3 / 24], 24.0, fm)
+    frames, rows = session_shot.scene_keys([0, 1, 2, 3], [0.0, 1 / 24, 1.4 / 24, 3 / 24], 24.0, fm)
     assert frames.tolist() == [10, 11, 13] and rows.tolist() == [0, 2, 3]

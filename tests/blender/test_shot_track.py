@@ -37,9 +37,9 @@ def _location_keys(sub, cam) -> np.ndarray:
 
 
 def test_a_shot_request_takes_the_strip_range_stride_and_chunks(clean_scene, sub, tmp_path, movie):
-    jobspec, core_shot = sub("core.jobspec"), sub("core.shot")
-    source = core_shot.ShotSource(
-        "STRIP", movie, "dolly", core_shot.FrameMap(offset=9, first=2, last=13), 24.0, (64, 48)
+    jobspec, session_shot = sub("session.jobspec"), sub("session.shot")
+    source = session_shot.ShotSource(
+        "STRIP", movie, "dolly", session_shot.FrameMap(offset=9, first=2, last=13), 24.0, (64, 48)
     )
     settings = {"model": "DA3_SMALL", "process_res": 56, "shot_range": (12, 40), "shot_stride": 3}
     request = jobspec.build_shot_request(
