@@ -45,6 +45,12 @@ def test_blender_facing_modules_import_without_torch():
         for p in ENGINE.rglob("*.py")
         if not str(p.relative_to(ROOT)).startswith(TORCH_ALLOWED) and p.name != "__main__.py"
     ]
+    for boundary in (
+        "engine.process.protocol.__init__",
+        "engine.process.client",
+        "engine.formats.bundle.reader",
+    ):
+        assert boundary in modules  # what Blender loads: the process boundary and the formats
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['bpy'] = None\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
