@@ -19,6 +19,7 @@ import bpy
 from .. import idnames, preferences, properties
 from ..redraw import tag_redraw
 from ..session.jobspec import JobSpecError, build_request, build_shot_request
+from ..session.results_cache import clean_results
 from ..session.service import BusyError, JobState
 from . import runtime
 
@@ -78,6 +79,31 @@ def shot_source(context: bpy.types.Context, settings):
     return shot_inputs.file_source(bpy.path.abspath(settings.video_file))
 
 
+def files_in_use() -> list[str]:
+    """Every file the open .blend points to (images, movie clips, sounds): cleaning never removes them."""
+    paths = []
+    for collection in (bpy.data.images, bpy.data.movieclips, bpy.data.sounds):
+        for block in collection:
+            if getattr(block, "filepath", "") and not getattr(block, "packed_file", None):
+                paths.append(bpy.path.abspath(block.filepath, library=block.library))
+    return paths
+
+
+def clean_results_folder(output_root: str, prefs: dict) -> None:
+    """Remove results past the preferences' age and size caps (never one in use), and say what went."""
+    report = clean_results(
+        output_root,
+        max_age_days=prefs["keep_results_days"],
+        max_bytes=prefs["results_cap_gb"] * 1e9,
+        in_use=files_in_use(),
+    )
+    if report.removed:
+        print(
+            f"DA3 Reconstruct: removed {len(report.removed)} old results from {output_root} "
+            f"({report.freed_bytes / 1e9:.2f} GB freed)"
+        )
+
+
 def begin(context: bpy.types.Context) -> JobState:
     """Validate the settings, build the job and submit it (the engine starts if needed).
 
@@ -91,6 +117,7 @@ def begin(context: bpy.types.Context) -> JobState:
     if problem:
         raise JobSpecError(problem)
     output_root = prefs["results_folder"] or preferences.user_folder("results")
+    clean_results_folder(output_root, prefs)
     s = properties.settings(context)
     values = properties.settings_values(s)
     if not properties.is_shot(s):

@@ -5,7 +5,7 @@ users' saved preferences hold, so they never change. ``prefs_values`` reads them
 """
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..session import models
 from .draw import draw_preferences
@@ -34,6 +34,8 @@ def prefs_values(prefs: "DA3_AddonPreferences | None") -> dict:
             "engine_python": "",
             "model_cache": "",
             "results_folder": "",
+            "keep_results_days": 30,
+            "results_cap_gb": 20.0,
             "default_model": models.DEFAULT_MODEL,
             "device": "auto",
             "keep_loaded": True,
@@ -43,6 +45,8 @@ def prefs_values(prefs: "DA3_AddonPreferences | None") -> dict:
         "engine_python": prefs.engine_python,
         "model_cache": bpy.path.abspath(prefs.model_cache) if prefs.model_cache else "",
         "results_folder": bpy.path.abspath(prefs.results_folder) if prefs.results_folder else "",
+        "keep_results_days": prefs.keep_results_days,
+        "results_cap_gb": prefs.results_cap_gb,
         "default_model": prefs.default_model,
         "device": prefs.device,
         "keep_loaded": prefs.keep_loaded,
@@ -70,6 +74,22 @@ class DA3_AddonPreferences(bpy.types.AddonPreferences):
         name="Results Folder",
         description="Where each reconstruction's result bundle is written (empty: the extension's user folder)",
         subtype="DIR_PATH",
+    )
+    keep_results_days: IntProperty(
+        name="Keep Results For (days)",
+        description="Results older than this are removed from the results folder when a reconstruction "
+        "starts (0: keep them); your scenes keep what they imported",
+        default=30,
+        min=0,
+        soft_max=365,
+    )
+    results_cap_gb: FloatProperty(
+        name="Results Cap (GB)",
+        description="When the results folder holds more than this, the oldest results are removed when a "
+        "reconstruction starts (0: no cap)",
+        default=20.0,
+        min=0.0,
+        soft_max=500.0,
     )
     default_model: EnumProperty(
         name="Default Model",

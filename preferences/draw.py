@@ -69,6 +69,9 @@ def _draw_models(prefs, layout) -> None:
     box.prop(prefs, "default_model")
     box.prop(prefs, "model_cache")
     box.prop(prefs, "results_folder")
+    row = box.row()
+    row.prop(prefs, "keep_results_days")
+    row.prop(prefs, "results_cap_gb")
     table = box.column(align=True)
     for info in models.MODELS:
         row = table.row()

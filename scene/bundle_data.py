@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine.formats.bundle import Bundle
+from ..engine.formats.bundle import Bundle, BundleError
 from ..engine.geometry.filters import gather_points
 from .convert import scale_intrinsics
 
@@ -46,4 +46,10 @@ def bundle_points(bundle: Bundle, budget: int | None, conf_percentile: float = 4
         budget=budget,
         conf_percentile=conf_percentile if bundle.conf is not None else 0.0,
     )
+    if not len(pts.xyz):
+        raise BundleError(
+            f"{bundle.folder} holds no valid depth (no pixel gives a point), so there is no point cloud to "
+            "import: run the reconstruction again (in full precision, fp32, if it happens again), or turn "
+            "off Points to import the cameras alone."
+        )
     return pts.xyz, pts.rgb, pts.conf, pts.view

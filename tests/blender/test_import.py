@@ -151,3 +151,40 @@ def test_file_import_operator_takes_the_folder_or_a_file_in_it(clean_scene, tmp_
     empty.mkdir()
     with pytest.raises(RuntimeError, match="no reconstruction|not a finished"):
         bpy.ops.import_scene.da3_reconstruction(filepath=str(empty))
+
+
+def _rewrite_arrays(folder, **changes):
+    """Change arrays of a finished bundle in place (a bundle from a broken or foreign writer)."""
+    import json
+
+    with np.load(folder / "reconstruction.npz") as npz:
+        data = {key: npz[key] for key in npz.files}
+    data.update(changes)
+    np.savez(folder / "reconstruction.npz", **data)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][0]["size"] = (folder / "reconstruction.npz").stat().st_size
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_non_finite_bundles_are_refused_with_a_message_and_import_nothing(clean_scene, tmp_path):
+    """Issue 10: NaN never reaches the scene, and the user reads a message, not a traceback."""
+    nan_camera = write_wall_bundle(tmp_path / "nan_camera", n=3)
+    with np.load(nan_camera / "reconstruction.npz") as npz:
+        extrinsics = npz["extrinsics"].copy()
+    extrinsics[1, 0, 3] = np.nan
+    _rewrite_arrays(nan_camera, extrinsics=extrinsics)
+    nan_depth = write_wall_bundle(tmp_path / "nan_depth", n=2)
+    with np.load(nan_depth / "reconstruction.npz") as npz:
+        depth = np.full_like(npz["depth"], np.nan)
+    _rewrite_arrays(nan_depth, depth=depth)
+    objects_before = len(bpy.data.objects)
+    for folder, message in (
+        (nan_camera, r"not finite \(NaN\) in extrinsics \(views 2\)"),
+        (nan_depth, "no valid depth"),
+    ):
+        with pytest.raises(RuntimeError, match=message) as caught:
+            bpy.ops.import_scene.da3_reconstruction(filepath=str(folder))
+        assert "Traceback" not in str(caught.value) and "KeyError" not in str(caught.value)
+        assert len(bpy.data.objects) == objects_before and not any(
+            c.name.startswith(f"DA3 {folder.name}") for c in bpy.data.collections
+        )

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .schema import MANIFEST_FILE, BundleError
 
-__all__ = ["FolderBusy", "OutputFolder", "staging_leftovers"]
+__all__ = ["FolderBusy", "OutputFolder", "is_busy", "lock_file", "staging_leftovers"]
 
 LOCK = ".da3-lock"
 STAGING = ".da3-staging-"
@@ -52,6 +52,20 @@ def staging_leftovers(out: Path) -> list[Path]:
     if not out.parent.is_dir():
         return []
     return sorted(p for p in out.parent.iterdir() if p.name.startswith(prefixes) and p.is_dir())
+
+
+def lock_file(out: Path) -> Path:
+    """The lock file of an output folder (beside it: the folder itself is swapped)."""
+    return _hidden(Path(out), LOCK)
+
+
+def is_busy(out: str | os.PathLike) -> bool:
+    """Whether a job holds the output folder ``out`` now."""
+    path = lock_file(Path(out))
+    if not path.exists():
+        return False
+    with open(path, "a+b") as handle:
+        return not _lock(handle)  # closing the file releases a lock we just took
 
 
 def _lock(handle) -> bool:
@@ -107,7 +121,7 @@ class OutputFolder:
 
     def __enter__(self) -> OutputFolder:
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(_hidden(self.out, LOCK), "a+b")  # noqa: SIM115 (held until __exit__)
+        self._handle = open(lock_file(self.out), "a+b")  # noqa: SIM115 (held until __exit__)
         if not _lock(self._handle):
             self._handle.close()
             self._handle = None
