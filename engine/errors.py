@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 
-__all__ = ["JobCancelled", "UserError", "explain"]
+__all__ = ["JobCancelled", "UserError", "explain", "explain_os_error"]
 
 
 class JobCancelled(Exception):
@@ -34,14 +34,22 @@ _OS_ERRORS = {
 }
 
 
-def explain(exc: BaseException) -> str:
-    """One line for the user about an unexpected exception: what happened and, where we know, what to do
-    (the traceback goes to the log). A disk that is full, a name too long, a folder that cannot be
-    written, memory that runs out are said in words; anything else as 'Type: first line'."""
+def explain_os_error(exc: BaseException) -> str | None:
+    """The one line for a system error we know (a full disk, a name too long, …), None for others."""
     for cause in (exc, exc.__cause__, exc.__context__):
         if isinstance(cause, OSError) and cause.errno in _OS_ERRORS:
             where = f" ({cause.filename})" if cause.filename else ""
             return _OS_ERRORS[cause.errno].format(where=where)
+    return None
+
+
+def explain(exc: BaseException) -> str:
+    """One line for the user about an unexpected exception: what happened and, where we know, what to do
+    (the traceback goes to the log). A disk that is full, a name too long, a folder that cannot be
+    written, memory that runs out are said in words; anything else as 'Type: first line'."""
+    known = explain_os_error(exc)
+    if known is not None:
+        return known
     name = type(exc).__name__
     if name == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, matched without importing torch
         return "Out of GPU memory. Try a lower resolution, a smaller chunk size or a smaller model."

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import JobCancelled, UserError
+from ..errors import JobCancelled, UserError, explain_os_error
 from ..formats.bundle import BundleError, BundleWriter
 from ..formats.bundle.publish import OutputFolder
 from ..geometry.metric_scale import MetricScaleError, fit_scale
@@ -94,7 +94,8 @@ def open_output(request: ReconstructRequest) -> Iterator[OutputFolder]:
         raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(
-            f"Cannot write the output folder '{target.out}' ({exc.strerror or exc}). "
+            explain_os_error(exc)
+            or f"Cannot write the output folder '{target.out}' ({exc.strerror or exc}). "
             "Choose a folder you can write to."
         ) from None
     try:

@@ -393,3 +393,24 @@ def test_a_bundle_with_a_nan_camera_is_refused_when_read(tmp_path):
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=r"not finite \(NaN\) in extrinsics \(views 2\)"):
         read_bundle(folder)
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (lambda tmp: tmp / ("x" * 300), "name is too long"),
+        (
+            lambda tmp: Path("/proc/da3-cannot-write/out"),
+            "Cannot write the output folder|not permitted|Permission",
+        ),
+    ],
+    ids=["name-over-255-bytes", "unwritable"],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(
+    small_checkpoint, tmp_path, output, message
+):
+    save_images(tmp_path / "in", [(96, 128)] * 2)
+    context = RecordingContext()
+    with pytest.raises(UserError, match=message):
+        jobs.run_job(request([tmp_path / "in"], output(tmp_path), small_checkpoint), context)
+    assert context.stages() == []  # refused before decoding, let alone the network
