@@ -92,6 +92,7 @@ def predict(
     export_feat_layers: Sequence[int] = (),
     ref_view_idx: int | None = None,
     on_stage: Callable[[str], None] | None = None,
+    on_step: Callable[[str, int, int], None] | None = None,
 ) -> Prediction:
     """Run DA3 on images (paths or uint8 arrays; any mix of sizes).
 
@@ -99,7 +100,9 @@ def predict(
     images condition the network on known cameras (any number of views); the result then uses
     those cameras and depth in their units. ``seed`` makes the ray-pose RANSAC reproducible.
     ``on_stage(name)`` is called before "preprocess", "network" and "postprocess" (it may raise
-    to cancel).
+    to cancel). ``on_step(part, done, total)`` is called inside the network pass, before each backbone
+    block ("backbone") and each view chunk of the head ("head"): progress and cancel within seconds
+    (raising from it stops the pass; the model is left as it was).
     """
     stage = on_stage or (lambda name: None)
     stage("preprocess")
@@ -131,17 +134,26 @@ def predict(
             "intrinsics": torch.from_numpy(k_proc).float()[None].to(device),
         }
     stage("network")
-    with torch.inference_mode():
-        out = model(
-            x,
-            **cams,
-            ref_view_strategy=ref_view_strategy,
-            ref_view_idx=ref_view_idx,
-            use_ray_pose=use_ray_pose,
-            infer_gs=infer_gs,
-            export_feat_layers=tuple(export_feat_layers),
-            seed=0 if seed is None else int(seed),
-        )
+    hooked = (
+        [m for m in model.modules() if hasattr(m, "on_step")] if on_step and hasattr(model, "modules") else []
+    )
+    for module in hooked:
+        module.on_step = on_step
+    try:
+        with torch.inference_mode():
+            out = model(
+                x,
+                **cams,
+                ref_view_strategy=ref_view_strategy,
+                ref_view_idx=ref_view_idx,
+                use_ray_pose=use_ray_pose,
+                infer_gs=infer_gs,
+                export_feat_layers=tuple(export_feat_layers),
+                seed=0 if seed is None else int(seed),
+            )
+    finally:
+        for module in hooked:
+            module.on_step = None
     stage("postprocess")
     o = {k: _np(v[0]) if v.ndim > 0 else v.item() for k, v in out.items()}
     metric = getattr(model, "model_name", "") in METRIC_PRESETS

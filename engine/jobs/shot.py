@@ -278,6 +278,7 @@ class _Shot:
                 use_ray_pose=options.use_ray_pose,
                 seed=options.seed,
                 on_stage=timer,
+                on_step=lambda part, done, total: context.check_cancel(),  # cancel inside a chunk's pass
             )
             timer.close()
             predicting[0] += time.perf_counter() - t0

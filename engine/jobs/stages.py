@@ -145,6 +145,17 @@ class Stages(StageClock):
     def end(self) -> None:
         self.close()
 
+    def steps(self, stage: str) -> Callable[[str, int, int], None]:
+        """``on_step`` for ``pipeline.predict``: a cancel check and a progress event before every block
+        of the network pass ("block 3/12", "head, view 1/4")."""
+
+        def step(part: str, done: int, total: int) -> None:
+            self.context.check_cancel()
+            what = "block" if part == "backbone" else "head, view"
+            self.context.progress(stage, done, total, f"{what} {done + 1}/{total}")
+
+        return step
+
     def clock(self) -> StageClock:
         """A silent clock for sub-stages (a chunk's preprocess/network/postprocess) into these timings."""
         return StageClock(self.seconds, self.context.check_cancel)

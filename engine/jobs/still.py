@@ -118,6 +118,7 @@ def _predict(model, frames: Frames, cameras: KnownCameras | None, options: JobOp
         infer_gs=options.infer_gs,
         seed=options.seed,
         on_stage=stages.begin,
+        on_step=stages.steps("network"),
         **given,
     )
 

@@ -16,6 +16,8 @@ half normed, or ``norm(x)`` (C); token 0 dropped. Camera tokens are the raw toke
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +44,7 @@ class PatchEmbed(nn.Module):
 class Backbone(nn.Module):
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
+        self.on_step: Callable[[str, int, int], None] | None = None  # (stage, done, total); may raise
         self.cfg = cfg
         c = cfg.embed_dim
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c))
@@ -116,6 +119,8 @@ class Backbone(nn.Module):
         feats, cam_toks, exported = [], [], {}
         records0, records_mean = [], []
         for i, block in enumerate(self.blocks):
+            if self.on_step is not None:
+                self.on_step("backbone", i, len(self.blocks))
             if (
                 cfg.alt_start != -1
                 and i == cfg.alt_start - 1

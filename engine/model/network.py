@@ -19,6 +19,7 @@ All geometry is in fp32; the backbone may run under autocast (see ``engine.weigh
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -46,6 +47,7 @@ class DA3Net(nn.Module):
             self.gs_head = GaussianHead(preset.head)
         self.autocast_dtype: torch.dtype | None = None  # set by the loader for bf16 / fp16
         self.head_chunk = 4  # views per head pass: bounds the memory of the full-resolution maps
+        self.on_step: Callable[[str, int, int], None] | None = None  # (stage, done, total); may raise
 
     @property
     def predicts_cameras(self) -> bool:
@@ -134,6 +136,8 @@ class DA3Net(nn.Module):
         flat = [f.reshape(b * s, *f.shape[2:]) for f in feats]
         chunks = []
         for i in range(0, b * s, self.head_chunk):
+            if self.on_step is not None:
+                self.on_step("head", i, b * s)
             part = [f[i : i + self.head_chunk] for f in flat]
             chunks.append(self.head(part, h, w, rays=rays, trace=rec if i == 0 else None))
         return {

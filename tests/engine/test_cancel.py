@@ -1,0 +1,79 @@
+"""Progress and cancel inside a network pass (issue 13): the backbone reports every block and the head
+every view chunk, and a cancel stops a running forward at the next block — measured through the real
+engine process, which then runs the next job."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import jobs
+from engine.errors import JobCancelled
+from engine.process import protocol as p
+from engine.process.client import EngineClient
+from tests.engine.test_engine_process import make_request
+from tests.engine.test_jobs import RecordingContext, request, save_images
+
+ROOT = Path(__file__).resolve().parents[2]
+CANCEL_LIMIT_S = 2.0  # the issue's bound on this 2-core machine
+
+
+def test_the_network_pass_reports_every_block_and_stops_inside(small_checkpoint, tmp_path):
+    save_images(tmp_path / "in", [(96, 128)] * 2)
+    done = RecordingContext()
+    jobs.run_job(request([tmp_path / "in"], tmp_path / "out", small_checkpoint), done)
+    blocks = [e for e in done.events if e[0] == "progress" and e[1] == "network" and e[3] == 12]
+    assert [e[2] for e in blocks] == list(range(12))  # da3-small: 12 blocks, one event before each
+
+    class CancelInside(RecordingContext):
+        def progress(self, stage, current, total, message=""):
+            super().progress(stage, current, total, message)
+            if stage == "network" and message == "block 6/12":
+                self._cancel = True
+
+    stopped = CancelInside()
+    with pytest.raises(JobCancelled):
+        jobs.run_job(request([tmp_path / "in"], tmp_path / "again", small_checkpoint), stopped)
+    assert "postprocess" not in stopped.stages()  # the pass stopped inside, not after
+    assert not (tmp_path / "again").exists()
+
+
+def test_cancel_in_a_running_forward_returns_within_seconds_and_the_engine_goes_on(
+    small_checkpoint, tmp_path
+):
+    save_images(tmp_path / "in", [(378, 504)] * 4)
+    client = EngineClient(sys.executable, extension_root=ROOT, args=("--device", "cpu"))
+    try:
+        slow = make_request([tmp_path / "in"], tmp_path / "slow", small_checkpoint, process_res=504)
+        job = client.submit(slow)
+        cancelled_at, terminal = None, None
+        deadline = time.monotonic() + 180
+        while terminal is None and time.monotonic() < deadline:
+            event = client.next_event(timeout=1.0)
+            if event is None:
+                continue
+            if (
+                isinstance(event, p.ProgressEvent)
+                and event.stage == "network"
+                and event.message == "block 2/12"
+            ):
+                client.cancel(job)
+                cancelled_at = time.monotonic()
+            if event.terminal_job == job:
+                terminal = event
+        latency = time.monotonic() - cancelled_at
+        assert isinstance(terminal, p.InterruptedEvent) and latency < CANCEL_LIMIT_S, latency
+        print(f"cancel latency inside a forward: {latency:.2f} s")
+
+        nxt = make_request([tmp_path / "in"], tmp_path / "next", small_checkpoint, process_res=112)
+        job = client.submit(nxt)
+        while True:
+            event = client.next_event(timeout=120)
+            if event is not None and event.terminal_job == job:
+                break
+        assert isinstance(event, p.FinishedEvent), event
+    finally:
+        client.stop(timeout=5.0)
