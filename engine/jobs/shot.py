@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -102,7 +103,8 @@ def run_shot(request: ReconstructRequest, context: Context, started: float) -> d
         cache = target.scratch / SHOT_CACHE
         with FrameCache(cache / "frames.raw") as frame_cache:
             summary = _Shot(request, context, frame_cache, ChunkStore(cache / "chunks")).run(target, started)
-        if options.keep_chunk_cache:  # for inspection, inside the published result
+        if options.keep_chunk_cache:  # for inspection, inside the published result (an earlier one goes)
+            shutil.rmtree(target.out / SHOT_CACHE, ignore_errors=True)
             os.replace(cache, target.out / SHOT_CACHE)
     summary["seconds"] = round(time.perf_counter() - started, 3)  # the cache's removal included
     context.result(summary["files"], summary)

@@ -414,3 +414,12 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(
     with pytest.raises(UserError, match=message):
         jobs.run_job(request([tmp_path / "in"], output(tmp_path), small_checkpoint), context)
     assert context.stages() == []  # refused before decoding, let alone the network
+
+
+def test_keeping_the_chunk_cache_twice_into_one_folder_works(small_checkpoint, shot_video, tmp_path):
+    out = tmp_path / "kept"
+    for end in (8, 12):
+        options = {"frames": (0, end, 1), "chunk_size": 4, "chunk_overlap": 2, "keep_chunk_cache": True}
+        jobs.run_job(request([shot_video], out, small_checkpoint, **options), RecordingContext())
+        assert (out / ".shot_cache").is_dir() and read_bundle(out).num_views == end
+    assert _leftovers(tmp_path) == []
