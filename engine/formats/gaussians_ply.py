@@ -110,6 +110,22 @@ def _sorted_indexed(props, prefix: str) -> list[str]:
     return sorted(names, key=lambda n: int(n[len(prefix) :]))
 
 
+def _refuse_non_finite(path, data: np.ndarray, names: list[str]) -> None:
+    """A splat with NaN or infinity would poison a renderer: name the properties and the count."""
+    bad_names, bad = [], np.zeros(data.shape[0], bool)
+    for name in names:
+        finite = np.isfinite(data[name])
+        if not finite.all():
+            bad_names.append(name)
+            bad |= ~finite
+    if bad_names:
+        shown = ", ".join(bad_names[:6]) + (" …" if len(bad_names) > 6 else "")
+        raise PlyError(
+            f"{path}: {int(bad.sum())} of {data.shape[0]} splats hold NaN or infinite values ({shown}); "
+            "nothing was imported. Export the splats again, or remove those splats in the tool that made them."
+        )
+
+
 def read_gaussians_ply(path: str | os.PathLike) -> Gaussians:
     """Read a 3DGS PLY (any SH degree, with or without ``f_rest_*``, extra properties ignored)."""
     data = read_ply_vertices(path)
@@ -142,6 +158,12 @@ def read_gaussians_ply(path: str | os.PathLike) -> Gaussians:
     if len(rest_names) % 3:
         raise PlyError(f"{path}: {len(rest_names)} f_rest properties is not a multiple of 3 colour channels")
     k = 1 + len(rest_names) // 3
+    if k not in (1, 4, 9, 16):
+        raise PlyError(
+            f"{path}: {len(rest_names)} f_rest properties give {k} SH coefficients per colour, which is no "
+            "degree 0-3 set (0, 9, 24 or 45 f_rest): the file is damaged or from an unknown layout"
+        )
+    _refuse_non_finite(path, data, required + rest_names)
     sh = np.empty((m, 3, k), np.float32)
     sh[:, :, 0] = stack(["f_dc_0", "f_dc_1", "f_dc_2"])
     if k > 1:

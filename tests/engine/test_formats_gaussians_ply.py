@@ -108,3 +108,20 @@ def test_bad_shapes_are_rejected(tmp_path):
         write_gaussians_ply(tmp_path / "x.ply", g.means, g.scales, g.rotations, g.sh[:, :2], g.opacities)
     with pytest.raises(ValueError, match="rotations_wxyz"):
         write_gaussians_ply(tmp_path / "x.ply", g.means, g.scales, g.rotations[:, :3], g.sh, g.opacities)
+
+
+def test_damaged_splat_files_are_refused_with_what_is_wrong(tmp_path):
+    names = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2"]
+    names += ["rot_0", "rot_1", "rot_2", "rot_3"]
+    _foreign(tmp_path / "nan.ply", names, {"x": [0, np.nan, 2], "scale_1": [np.inf, 0, 0], "rot_0": 1}, 3)
+    with pytest.raises(PlyError, match=r"2 of 3 splats hold NaN or infinite values \(x, scale_1\)"):
+        read_gaussians_ply(tmp_path / "nan.ply")
+    odd = names + [f"f_rest_{i}" for i in range(12)]  # 5 coefficients per colour: no SH degree
+    _foreign(tmp_path / "odd.ply", odd, {"rot_0": 1}, 2)
+    with pytest.raises(PlyError, match="no degree 0-3 set"):
+        read_gaussians_ply(tmp_path / "odd.ply")
+    _foreign(tmp_path / "cut.ply", names, {"rot_0": 1}, 50)
+    data = (tmp_path / "cut.ply").read_bytes()
+    (tmp_path / "cut.ply").write_bytes(data[: len(data) - 100])  # a download cut short
+    with pytest.raises(PlyError, match="truncated"):
+        read_gaussians_ply(tmp_path / "cut.ply")
