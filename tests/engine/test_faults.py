@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from engine import jobs
-from engine.errors import UserError
+from engine.errors import UserError, explain
 from engine.formats.bundle import is_complete, read_bundle
 from engine.formats.bundle.publish import OutputFolder
 from engine.io.safetensors_io import read_header, write_file
@@ -77,25 +77,16 @@ def test_a_full_disk_at_any_stage_keeps_the_old_result_and_says_so(
     finished, small_checkpoint, tmp_path, where, monkeypatch
 ):
     out, before = finished
-    module, _, name = where.rpartition(".")
-    owner = __import__("importlib").import_module(module) if "OutputFolder" not in module else OutputFolder
-    if "OutputFolder" in module:
-        monkeypatch.setattr(OutputFolder, name, _disk_full)
-    else:
-        monkeypatch.setattr(owner, name, _disk_full)
+    monkeypatch.setattr(where, _disk_full)  # the module attribute, or the class's method
     req = request([tmp_path / "in3"], out, small_checkpoint, exports=("points", "depth"))
     with pytest.raises(OSError) as caught:
         jobs.run_job(req, RecordingContext())
-    from engine.errors import explain
-
     assert explain(caught.value).startswith("The disk is full")
     assert _snapshot(out) == before and read_bundle(out).num_views == 2
     assert _leftovers(tmp_path) == []
 
 
 def test_the_message_for_a_full_disk_is_one_line_that_says_what_to_do():
-    from engine.errors import explain
-
     try:
         try:
             raise OSError(errno.ENOSPC, "No space left on device", "/data/out/reconstruction.npz.partial")
