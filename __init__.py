@@ -21,6 +21,7 @@ MODULES = (
     "operators.engine_ops",
     "operators.reconstruct",
     "operators.import_bundle",
+    "operators.gaussians_ops",
     "operators.shot_ops",
     "panels.reconstruct",
     "panels.shot",

@@ -154,6 +154,11 @@ class DA3_PG_scene_settings(bpy.types.PropertyGroup):
         default="saddle_balanced",
     )
     import_points: BoolProperty(name="Points", description="Import the point cloud", default=True)
+    import_gaussians: BoolProperty(
+        name="Gaussians",
+        description="Predict 3D Gaussians and import them (models with the Gaussian head: Giant, Nested)",
+        default=True,
+    )
     import_cameras: BoolProperty(name="Cameras", description="Import one camera per image", default=True)
     camera_backgrounds: BoolProperty(
         name="Image Backgrounds", description="Show each image as its camera's background", default=True
@@ -198,6 +203,7 @@ def settings_values(s: DA3_PG_scene_settings) -> dict:
         "process_res": s.process_res,
         "process_res_method": s.process_res_method,
         "metric": s.metric,
+        "gaussians": s.import_gaussians,
         "use_ray_pose": s.use_ray_pose,
         "ref_view_strategy": s.ref_view_strategy,
         "video_file": bpy.path.abspath(s.video_file) if s.video_file else "",
@@ -220,6 +226,7 @@ def import_values(s: DA3_PG_scene_settings) -> dict:
     """The import choices as keyword arguments of ``scene.importer.ImportOptions``."""
     return {
         "points": s.import_points,
+        "gaussians": s.import_gaussians,
         "cameras": s.import_cameras,
         "backgrounds": s.camera_backgrounds,
         "set_render": s.set_render,

@@ -30,6 +30,11 @@ class DA3_OT_import_bundle(bpy.types.Operator):
     filter_folder: BoolProperty(default=True, options={"HIDDEN"})
 
     points: BoolProperty(name="Points", default=True)
+    gaussians: BoolProperty(
+        name="Gaussians",
+        description="The 3D Gaussians, when the bundle has them (giant and nested models)",
+        default=True,
+    )
     cameras: BoolProperty(name="Cameras", default=True)
     backgrounds: BoolProperty(name="Image Backgrounds", default=True)
     animated_camera: EnumProperty(
@@ -72,6 +77,7 @@ class DA3_OT_import_bundle(bpy.types.Operator):
     def import_options(self) -> dict:
         return {
             "points": self.points,
+            "gaussians": self.gaussians,
             "cameras": self.cameras,
             "backgrounds": self.backgrounds,
             "animated_camera": self.animated_camera,
@@ -100,7 +106,15 @@ class DA3_OT_import_bundle(bpy.types.Operator):
     def draw(self, context):
         layout = self.layout
         layout.use_property_split = True
-        for name in ("points", "max_points", "conf_percentile", "cameras", "backgrounds", "animated_camera"):
+        for name in (
+            "points",
+            "max_points",
+            "conf_percentile",
+            "gaussians",
+            "cameras",
+            "backgrounds",
+            "animated_camera",
+        ):
             layout.prop(self, name)
         layout.prop(self, "set_render")
         layout.prop(self, "camera_rotation")

@@ -146,6 +146,11 @@ class VIEW3D_PT_da3_import(Sidebar, bpy.types.Panel):
         sub.enabled = s.import_points
         sub.prop(s, "max_points")
         sub.prop(s, "conf_percentile")
+        info = _chosen_model(context, s)
+        if info is not None and not info.gaussians:
+            col.label(text=f"Gaussians: {models.gaussian_model_labels()}", icon="INFO")
+        else:
+            col.prop(s, "import_gaussians")
         col.prop(s, "import_cameras")
         sub = col.column()
         sub.enabled = s.import_cameras
@@ -182,6 +187,35 @@ class VIEW3D_PT_da3_display(Sidebar, bpy.types.Panel):
         for name in ("Point Size", "Min Confidence"):
             data, prop = modifier_input_owner(modifier, name)
             col.prop(data, prop, text=name)
+
+
+class VIEW3D_PT_da3_gaussians(Sidebar, bpy.types.Panel):
+    bl_idname = idnames.PANEL_GAUSSIANS
+    bl_parent_id = idnames.PANEL_MAIN
+    bl_label = "Gaussians"
+
+    @classmethod
+    def poll(cls, context):
+        from ..scene.gaussians import is_gaussians
+
+        return is_gaussians(context.active_object)
+
+    def draw(self, context):
+        from ..scene.compat import modifier_input_owner
+        from ..scene.splat_nodes import MODIFIER_NAME
+
+        layout = self.layout
+        obj = context.active_object
+        layout.label(text=f"{obj.name}: {len(obj.data.vertices):,} splats", icon="OUTLINER_OB_POINTCLOUD")
+        modifier = obj.modifiers.get(MODIFIER_NAME)
+        if modifier is not None and modifier.node_group is not None:
+            col = property_column(layout)
+            for name in ("Viewport Splats", "Point Size", "Min Opacity"):
+                data, prop = modifier_input_owner(modifier, name)
+                col.prop(data, prop, text=name)
+        row = layout.row(align=True)
+        row.operator(idnames.CROP_GAUSSIANS, icon="SELECT_INTERSECT")
+        row.operator(idnames.EXPORT_GAUSSIANS, text="Export…", icon="EXPORT")
 
 
 class VIEW3D_PT_da3_engine(Sidebar, bpy.types.Panel):
@@ -221,6 +255,7 @@ CLASSES = (
     VIEW3D_PT_da3_model,
     VIEW3D_PT_da3_import,
     VIEW3D_PT_da3_display,
+    VIEW3D_PT_da3_gaussians,
     VIEW3D_PT_da3_engine,
 )
 

@@ -8,6 +8,7 @@
 - The sequencer's strips: ``strips_all`` (4.4+) or ``sequences_all`` (4.2/4.3).
 - Actions: slotted, layered actions (4.4+: F-curves live in a slot's channelbag) or ``Action.fcurves``.
 - Node trees of materials and worlds: always on in 5.x (``use_nodes`` deprecated), switched on in 4.x.
+- Transparent materials in EEVEE: ``surface_render_method`` (EEVEE Next, 4.2+) or ``blend_method``.
 
 Everything else in ``scene/``, ``operators/`` and ``panels/`` goes through these functions.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "modifier_input_value",
     "set_modifier_input",
     "sequencer_strips",
+    "set_material_blend",
     "strip_timing",
 ]
 
@@ -172,3 +174,14 @@ def ensure_node_tree(id_block) -> bpy.types.NodeTree:
     if switch is not None and not getattr(switch, "is_deprecated", False) and not id_block.use_nodes:
         id_block.use_nodes = True  # 4.x only: in 5.x every material and world has its tree, always on
     return id_block.node_tree
+
+
+def set_material_blend(material: bpy.types.Material) -> None:
+    """See-through surfaces in EEVEE that converge to ordered alpha blending (dithered / hashed, no
+    sorting to go wrong with millions of overlapping splats); back faces culled."""
+    props = material.bl_rna.properties
+    if "surface_render_method" in props:
+        material.surface_render_method = "DITHERED"
+    elif "blend_method" in props:
+        material.blend_method = "HASHED"
+    material.use_backface_culling = True

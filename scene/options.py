@@ -33,6 +33,7 @@ class ImportOptions:
     """What to build from a bundle (plain values; operators fill it from their properties)."""
 
     points: bool = True
+    gaussians: bool = True  # the 3D Gaussians, when the bundle has them (giant and nested models)
     cameras: bool = True
     backgrounds: bool = True  # the view's image as the camera background
     animated_camera: str = "AUTO"  # AUTO: one animated camera for video frames; ALWAYS; NEVER

@@ -37,12 +37,16 @@ class ImportResult:
     num_points: int = 0
     seconds: float = 0.0
     units: str = "relative"
+    gaussians: bpy.types.Object | None = None
+    num_gaussians: int = 0
 
     @property
     def summary(self) -> str:
         parts = []
         if self.points is not None:
             parts.append(f"{self.num_points:,} points")
+        if self.gaussians is not None:
+            parts.append(f"{self.num_gaussians:,} splats")
         if self.cameras:
             parts.append(f"{len(self.cameras)} camera{'s' if len(self.cameras) != 1 else ''}")
         units = "metres" if self.units == "metre" else "relative units"

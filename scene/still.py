@@ -14,10 +14,12 @@ import bpy
 import numpy as np
 
 from ..engine.formats.bundle import Bundle
+from ..engine.formats.gaussians_ply import SplatTable
 from . import cameras as camera_builders
 from .bundle_data import bundle_points, original_intrinsics
 from .camera_data import apply_render_settings, set_frame_range
 from .convert import ENGINE_TO_BLENDER
+from .gaussians import create_gaussians, prepare_scene
 from .options import ImportOptions
 from .points import create_point_cloud
 from .root import ImportResult, build_reconstruction, make_root
@@ -65,6 +67,13 @@ def _build(context: bpy.types.Context, bundle: Bundle, options: ImportOptions) -
         extent = float(np.median(valid)) * 2.0 if valid.size else 1.0
     root.empty_display_size = 0.1 * extent
 
+    splats = None
+    if options.gaussians and bundle.gaussians is not None and len(bundle.gaussians):
+        table = SplatTable.from_gaussians(bundle.gaussians)
+        source = bundle.folder / "gaussians.ply"
+        splats = create_gaussians(f"{name} Gaussians", table, collection, parent=root, source=str(source))
+        prepare_scene(scene)
+
     cams: list[bpy.types.Object] = []
     if options.cameras:
         K = original_intrinsics(bundle)
@@ -103,4 +112,7 @@ def _build(context: bpy.types.Context, bundle: Bundle, options: ImportOptions) -
         if options.set_render and cams:
             ref = bundle.ref_view_idx if bundle.ref_view_idx is not None and not animated else 0
             apply_render_settings(scene, cams[min(ref, len(cams) - 1)])
-    return ImportResult(collection, root, cloud, cams, count, units=bundle.units)
+    result = ImportResult(collection, root, cloud, cams, count, units=bundle.units)
+    if splats is not None:
+        result.gaussians, result.num_gaussians = splats, len(splats.data.vertices)
+    return result

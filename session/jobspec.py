@@ -88,7 +88,7 @@ def build_request(
         )
     except InputError as exc:
         raise JobSpecError(str(exc)) from exc
-    options = _options(settings, prefs)
+    options = _options(settings, prefs, **_gaussian_options(settings, prefs))
     job = new_job_id()
     return ReconstructRequest(
         job=job,
@@ -103,6 +103,19 @@ def _model(settings: Mapping[str, Any], prefs: Mapping[str, Any]) -> str:
     return resolve_model(
         settings.get("model", "DEFAULT"), prefs["default_model"], settings.get("custom_model", "")
     )
+
+
+def _gaussian_options(settings: Mapping[str, Any], prefs: Mapping[str, Any]) -> dict[str, Any]:
+    """Gaussians for a still job when asked for and the model has the head (a custom folder: asked
+    for is enough; the engine refuses a checkpoint without the head, saying so)."""
+    if not settings.get("gaussians", False):
+        return {}
+    choice = settings.get("model", "DEFAULT")
+    if choice != "CUSTOM":
+        key = prefs["default_model"] if choice == "DEFAULT" else choice
+        if key not in {m.key for m in models.MODELS} or not models.model_info(key).gaussians:
+            return {}
+    return {"infer_gs": True, "exports": ("gaussians",)}
 
 
 def _options(settings: Mapping[str, Any], prefs: Mapping[str, Any], **extra: Any) -> JobOptions:

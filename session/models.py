@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "ModelInfo", "enum_items", "format_size", "model_info"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODELS",
+    "ModelInfo",
+    "enum_items",
+    "format_size",
+    "gaussian_model_labels",
+    "model_info",
+]
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,7 @@ class ModelInfo:
     metric: bool  # depth in metres
     cameras: bool  # predicts camera poses (any-view models); mono/metric give depth only
     note: str
+    gaussians: bool = False  # has the 3D Gaussian head (giant and nested)
 
     @property
     def commercial_use(self) -> bool:
@@ -74,6 +83,7 @@ MODELS: tuple[ModelInfo, ...] = (
         False,
         True,
         "Best any-view model, with 3D Gaussians; needs a large GPU",
+        gaussians=True,
     ),
     ModelInfo(
         "DA3_METRIC",
@@ -103,7 +113,8 @@ MODELS: tuple[ModelInfo, ...] = (
         "CC-BY-NC-4.0",
         True,
         True,
-        "Metric scenes with cameras; needs a large GPU",
+        "Metric scenes with cameras and 3D Gaussians; needs a large GPU",
+        gaussians=True,
     ),
 )
 DEFAULT_MODEL = "DA3_SMALL"
@@ -128,3 +139,8 @@ def format_size(size_bytes: int) -> str:
 def enum_items() -> list[tuple[str, str, str]]:
     """(identifier, name, description) for an EnumProperty; the description has size and licence."""
     return [(m.key, m.label, f"{m.note}. {m.summary}. Hub: {m.repo_id}") for m in MODELS]
+
+
+def gaussian_model_labels() -> str:
+    """The models with the Gaussian head, for messages: 'DA3 Giant 1.1 or DA3 Nested Giant-Large 1.1'."""
+    return " or ".join(m.label for m in MODELS if m.gaussians)

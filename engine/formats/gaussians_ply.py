@@ -11,7 +11,9 @@ one binary little-endian vertex element, all float32, in this order::
   ``rot`` as a (w, x, y, z) quaternion that need not be normalised; the normals are zeros.
 
 ``Gaussians`` holds *activated* values (linear scales, opacities in 0..1, unit quaternions), the same
-convention the result bundle uses for its ``gs_*`` arrays.
+convention the result bundle uses for its ``gs_*`` arrays. ``SplatTable`` holds the values exactly as
+the file stores them (log scales, opacity logits, quaternions as written): Blender keeps those, so a
+file imported and exported unchanged is written back bit for bit.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ import numpy as np
 
 from .ply import PlyError, read_ply_vertices, write_vertex_table
 
-__all__ = ["Gaussians", "read_gaussians_ply", "write_gaussians_ply"]
+__all__ = [
+    "Gaussians",
+    "SplatTable",
+    "read_gaussians_ply",
+    "read_splat_table",
+    "write_gaussians_ply",
+    "write_splat_table",
+]
 
 _SH_C0 = 0.28209479177387814  # Y_0^0; colour = 0.5 + C0 · f_dc
 _EPS = 1e-7
@@ -53,6 +62,52 @@ class Gaussians:
         return np.clip(0.5 + _SH_C0 * self.sh[:, :, 0], 0.0, 1.0).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class SplatTable:
+    """3D Gaussians as a 3DGS PLY stores them: nothing activated, nothing normalised."""
+
+    means: np.ndarray  # (M, 3) float32
+    log_scales: np.ndarray  # (M, 3) float32, natural log of the standard deviations
+    quaternions: np.ndarray  # (M, 4) float32 (w, x, y, z) as written (not necessarily unit)
+    sh: np.ndarray  # (M, 3, K) float32: f_dc and f_rest per colour channel
+    opacity_logits: np.ndarray  # (M,) float32
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def sh_degree(self) -> int:
+        return int(np.floor(np.sqrt(self.sh.shape[2]))) - 1
+
+    @classmethod
+    def from_gaussians(cls, g: Gaussians) -> SplatTable:
+        """The stored form of activated Gaussians (what ``write_gaussians_ply`` writes)."""
+        p = np.clip(np.asarray(g.opacities, np.float64), _EPS, 1.0 - _EPS)
+        return cls(
+            means=np.asarray(g.means, np.float32),
+            log_scales=np.log(np.maximum(np.asarray(g.scales, np.float64), 1e-30)).astype(np.float32),
+            quaternions=np.asarray(g.rotations, np.float32),
+            sh=np.asarray(g.sh, np.float32),
+            opacity_logits=np.log(p / (1.0 - p)).astype(np.float32),
+        )
+
+    def activated(self) -> Gaussians:
+        """Linear scales, opacities in 0..1 and unit quaternions (a zero quaternion becomes identity)."""
+        rot = np.asarray(self.quaternions, np.float64)
+        norm = np.linalg.norm(rot, axis=1, keepdims=True)
+        bad = ~(norm[:, 0] > 0) | ~np.isfinite(norm[:, 0])
+        rot = np.divide(rot, norm, out=np.zeros_like(rot), where=~bad[:, None])
+        rot[bad] = (1.0, 0.0, 0.0, 0.0)
+        logit = np.asarray(self.opacity_logits, np.float64)
+        return Gaussians(
+            means=self.means,
+            scales=np.exp(np.asarray(self.log_scales, np.float64)).astype(np.float32),
+            rotations=rot.astype(np.float32),
+            sh=self.sh,
+            opacities=(0.5 * (1.0 + np.tanh(0.5 * logit))).astype(np.float32),  # sigmoid, no overflow
+        )
+
+
 def write_gaussians_ply(
     path: str | os.PathLike,
     means: np.ndarray,
@@ -61,7 +116,7 @@ def write_gaussians_ply(
     harmonics: np.ndarray,
     opacities: np.ndarray,
 ) -> Path:
-    """Write Gaussians as a 3DGS PLY (see the module docstring for the layout).
+    """Write activated Gaussians as a 3DGS PLY (see the module docstring for the layout).
 
     means (M, 3); scales (M, 3) linear, > 0; rotations_wxyz (M, 4); harmonics (M, 3, K) with K ≥ 1;
     opacities (M,) in [0, 1] (clipped to (1e-7, 1 − 1e-7) before the logit).
@@ -72,7 +127,6 @@ def write_gaussians_ply(
         raise ValueError(f"means must have shape (M, 3), got {means.shape}")
     scales = np.asarray(scales, np.float32)
     rot = np.asarray(rotations_wxyz, np.float32)
-    sh = np.asarray(harmonics, np.float32)
     op = np.asarray(opacities, np.float32).reshape(-1)
     for name, arr, shape in (
         ("scales", scales, (m, 3)),
@@ -81,15 +135,32 @@ def write_gaussians_ply(
     ):
         if arr.shape != shape:
             raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    g = Gaussians(
+        means=means, scales=scales, rotations=rot, sh=np.asarray(harmonics, np.float32), opacities=op
+    )
+    return write_splat_table(path, SplatTable.from_gaussians(g))
+
+
+def write_splat_table(path: str | os.PathLike, t: SplatTable) -> Path:
+    """Write splats exactly as held (no activation): what was read is written back bit for bit."""
+    m = len(t)
+    sh = np.asarray(t.sh, np.float32)
     if sh.ndim != 3 or sh.shape[:2] != (m, 3) or sh.shape[2] < 1:
         raise ValueError(f"harmonics must have shape ({m}, 3, K) with K ≥ 1, got {sh.shape}")
+    for name, arr, shape in (
+        ("means", t.means, (m, 3)),
+        ("log_scales", t.log_scales, (m, 3)),
+        ("quaternions", t.quaternions, (m, 4)),
+        ("opacity_logits", t.opacity_logits, (m,)),
+    ):
+        if np.shape(arr) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {np.shape(arr)}")
     k = sh.shape[2]
-
     names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
     names += [f"f_rest_{i}" for i in range(3 * (k - 1))]
     names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
     table = np.empty((m, len(names)), np.float32)  # filled block by block: one pass per block
-    table[:, 0:3] = means
+    table[:, 0:3] = t.means
     table[:, 3:6] = 0.0
     table[:, 6:9] = sh[:, :, 0]
     rest_end = 9 + 3 * (k - 1)
@@ -98,10 +169,9 @@ def write_gaussians_ply(
         rest[...] = sh[:, :, 1:]
     else:
         table[:, 9:rest_end] = sh[:, :, 1:].reshape(m, 3 * (k - 1))
-    p = np.clip(op, _EPS, 1.0 - _EPS, dtype=np.float64)
-    table[:, rest_end] = np.log(p / (1.0 - p))
-    table[:, rest_end + 1 : rest_end + 4] = np.log(np.maximum(scales, 1e-30))
-    table[:, rest_end + 4 : rest_end + 8] = rot
+    table[:, rest_end] = t.opacity_logits
+    table[:, rest_end + 1 : rest_end + 4] = t.log_scales
+    table[:, rest_end + 4 : rest_end + 8] = t.quaternions
     return write_vertex_table(path, names, table)
 
 
@@ -128,6 +198,12 @@ def _refuse_non_finite(path, data: np.ndarray, names: list[str]) -> None:
 
 def read_gaussians_ply(path: str | os.PathLike) -> Gaussians:
     """Read a 3DGS PLY (any SH degree, with or without ``f_rest_*``, extra properties ignored)."""
+    return read_splat_table(path).activated()
+
+
+def read_splat_table(path: str | os.PathLike) -> SplatTable:
+    """Read a 3DGS PLY as stored (see ``SplatTable``); a file that is not one, or is damaged, raises
+    ``PlyError`` saying what is wrong."""
     data = read_ply_vertices(path)
     props = data.dtype.names
     required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2"]
@@ -153,7 +229,6 @@ def read_gaussians_ply(path: str | os.PathLike) -> Gaussians:
             out[:, i] = data[n]
         return out
 
-    means = stack(["x", "y", "z"])
     rest_names = _sorted_indexed(props, "f_rest_")
     if len(rest_names) % 3:
         raise PlyError(f"{path}: {len(rest_names)} f_rest properties is not a multiple of 3 colour channels")
@@ -168,12 +243,10 @@ def read_gaussians_ply(path: str | os.PathLike) -> Gaussians:
     sh[:, :, 0] = stack(["f_dc_0", "f_dc_1", "f_dc_2"])
     if k > 1:
         sh[:, :, 1:] = stack(rest_names).reshape(m, 3, k - 1)
-    scales = np.exp(stack(["scale_0", "scale_1", "scale_2"]).astype(np.float64)).astype(np.float32)
-    rot = stack(["rot_0", "rot_1", "rot_2", "rot_3"]).astype(np.float64)
-    norm = np.linalg.norm(rot, axis=1, keepdims=True)
-    bad = ~(norm[:, 0] > 0) | ~np.isfinite(norm[:, 0])
-    rot = np.divide(rot, norm, out=np.zeros_like(rot), where=~bad[:, None])
-    rot[bad] = (1.0, 0.0, 0.0, 0.0)
-    logit = np.asarray(data["opacity"], np.float64)
-    opacities = (0.5 * (1.0 + np.tanh(0.5 * logit))).astype(np.float32)  # = sigmoid, without overflow
-    return Gaussians(means=means, scales=scales, rotations=rot.astype(np.float32), sh=sh, opacities=opacities)
+    return SplatTable(
+        means=stack(["x", "y", "z"]),
+        log_scales=stack(["scale_0", "scale_1", "scale_2"]),
+        quaternions=stack(["rot_0", "rot_1", "rot_2", "rot_3"]),
+        sh=sh,
+        opacity_logits=np.asarray(data["opacity"], np.float32).copy(),
+    )

@@ -30,7 +30,10 @@ def wall_views(n: int = 3, h: int = 24, w: int = 32, focal: float = 30.0, step: 
     return images, depth, conf, extrinsics, intrinsics
 
 
-def write_wall_bundle(folder: Path, n: int = 3, *, video: bool = False, original=(48, 64), **kwargs) -> Path:
+def write_wall_bundle(
+    folder: Path, n: int = 3, *, video: bool = False, original=(48, 64), gaussians=None, **kwargs
+) -> Path:
+    """The wall bundle; ``gaussians`` (activated ``Gaussians``) adds the ``gs_*`` arrays."""
     images, depth, conf, extrinsics, intrinsics = wall_views(n, **kwargs)
     arrays = {
         "images": images,
@@ -43,5 +46,13 @@ def write_wall_bundle(folder: Path, n: int = 3, *, video: bool = False, original
     if video:
         arrays["source_paths"] = ["/nowhere/shot.mp4"] * n
         arrays["frame_indices"] = np.arange(n)
+    if gaussians is not None:
+        arrays.update(
+            gs_means=gaussians.means,
+            gs_scales=gaussians.scales,
+            gs_rotations=gaussians.rotations,
+            gs_harmonics=gaussians.sh,
+            gs_opacities=gaussians.opacities,
+        )
     meta = {"model_id": "synthetic-wall", "options": {}, "ref_view_idx": 0}
     return write_bundle(folder, arrays, meta)

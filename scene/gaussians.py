@@ -1,0 +1,190 @@
+"""3D Gaussian splats as a Blender object: one vertex per splat holding the file's own values.
+
+The mesh keeps what a 3DGS PLY stores, unchanged (``SplatTable``): positions, ``log_scale``, the
+``rotation`` quaternion as written, the ``opacity`` logit and one ``sh_k`` colour vector per SH
+coefficient; plus a linear ``Color`` (the head-on colour) for the viewport points. The "DA3 Gaussians"
+modifier (``splat_nodes``) makes the renderable splats from them. Deleting vertices in Edit Mode crops
+the splats; moving, turning and scaling the object (or its parent) moves them, and the export applies
+that transform to the stored values (``engine.geometry.splat_transform``), so the file written opens in
+other splat tools where the splats were in Blender. Bulk reads and writes only (``foreach_get/set``).
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from ..engine.formats.gaussians_ply import SplatTable
+from ..engine.geometry.splat_transform import is_identity, transform_splats
+from . import materials
+from .points import COLOR_ATTRIBUTE, srgb_to_linear
+from .splat_material import sh_attribute, splat_material
+from .splat_nodes import LOG_SCALE_ATTRIBUTE, OPACITY_ATTRIBUTE, ROTATION_ATTRIBUTE, add_gaussians_modifier
+
+__all__ = [
+    "GAUSSIANS_TAG",
+    "SOURCE_MATRIX",
+    "create_gaussians",
+    "prepare_scene",
+    "export_matrix",
+    "is_gaussians",
+    "keep_splats",
+    "splats_of",
+    "transformed_splats",
+]
+
+GAUSSIANS_TAG = "da3_gaussians"  # object property: the SH degree its mesh holds
+SOURCE_MATRIX = "da3_source_matrix"  # object property: its world matrix when made (16 floats, rows)
+_SH_C0 = 0.28209479177387814
+
+
+def is_gaussians(obj: bpy.types.Object | None) -> bool:
+    """True for an object made by ``create_gaussians`` (a mesh with the splat attributes)."""
+    return obj is not None and obj.type == "MESH" and GAUSSIANS_TAG in obj
+
+
+def _base_color(sh: np.ndarray) -> np.ndarray:
+    """Linear RGBA of the head-on colour (0.5 + C0·f_dc, the 3DGS DC colour, as sRGB)."""
+    srgb = np.clip(0.5 + _SH_C0 * sh[:, :, 0], 0.0, 1.0)
+    rgba = np.ones((len(sh), 4), np.float32)
+    rgba[:, :3] = srgb_to_linear(np.round(srgb * 255.0).astype(np.uint8))
+    return rgba
+
+
+def _write(mesh: bpy.types.Mesh, table: SplatTable) -> None:
+    m, k = len(table), table.sh.shape[2]
+    mesh.vertices.add(m)
+    mesh.attributes["position"].data.foreach_set(
+        "vector", np.ascontiguousarray(table.means, np.float32).ravel()
+    )
+    new = mesh.attributes.new
+    new(LOG_SCALE_ATTRIBUTE, "FLOAT_VECTOR", "POINT").data.foreach_set(
+        "vector", np.ascontiguousarray(table.log_scales, np.float32).ravel()
+    )
+    new(ROTATION_ATTRIBUTE, "QUATERNION", "POINT").data.foreach_set(
+        "value", np.ascontiguousarray(table.quaternions, np.float32).ravel()
+    )
+    new(OPACITY_ATTRIBUTE, "FLOAT", "POINT").data.foreach_set(
+        "value", np.ascontiguousarray(table.opacity_logits, np.float32).ravel()
+    )
+    sh = np.asarray(table.sh, np.float32)
+    for i in range(k):
+        new(sh_attribute(i), "FLOAT_VECTOR", "POINT").data.foreach_set(
+            "vector", np.ascontiguousarray(sh[:, :, i]).ravel()
+        )
+    color = mesh.color_attributes.new(COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT")
+    color.data.foreach_set("color", _base_color(sh).ravel())
+    mesh.color_attributes.active_color = color
+    mesh.update()
+
+
+def create_gaussians(
+    name: str,
+    table: SplatTable,
+    collection: bpy.types.Collection,
+    *,
+    parent: bpy.types.Object | None = None,
+    source: str = "",
+) -> bpy.types.Object:
+    """A Gaussians object in ``collection`` (under ``parent``) holding ``table``; its current world
+    matrix is recorded as the file's frame, which the export writes back in."""
+    mesh = bpy.data.meshes.new(name)
+    _write(mesh, table)
+    obj = bpy.data.objects.new(name, mesh)
+    collection.objects.link(obj)
+    obj.parent = parent
+    obj[GAUSSIANS_TAG] = table.sh_degree
+    obj["da3_source"] = str(source)
+    obj[SOURCE_MATRIX] = _world_now(obj).ravel().tolist()
+    add_gaussians_modifier(obj, splat_material(table.sh_degree), materials.point_color_material())
+    return obj
+
+
+def _world_now(obj: bpy.types.Object) -> np.ndarray:
+    """``obj``'s world matrix from its parents' local matrices (valid before any depsgraph update)."""
+    local = np.asarray(obj.matrix_parent_inverse, np.float64) @ np.asarray(obj.matrix_basis, np.float64)
+    return local if obj.parent is None else _world_now(obj.parent) @ local
+
+
+def prepare_scene(scene: bpy.types.Scene, depth: int = 128) -> str | None:
+    """Let Cycles see through ``depth`` splat layers (its default of 8 stops a ray inside the first
+    few splats and leaves them dark); returns what was changed, for the report, or None."""
+    cycles = getattr(scene, "cycles", None)
+    if cycles is None or cycles.transparent_max_bounces >= depth:
+        return None
+    was = cycles.transparent_max_bounces
+    cycles.transparent_max_bounces = depth
+    return f"Cycles transparent bounces raised from {was} to {depth} so splats blend"
+
+
+def _read(mesh: bpy.types.Mesh, name: str, field: str, width: int) -> np.ndarray:
+    out = np.empty(len(mesh.vertices) * width, np.float32)
+    mesh.attributes[name].data.foreach_get(field, out)
+    return out.reshape(-1, width) if width > 1 else out
+
+
+def splats_of(obj: bpy.types.Object) -> SplatTable:
+    """The splats ``obj``'s mesh holds, as stored (Edit Mode changes included)."""
+    if not is_gaussians(obj):
+        raise ValueError(f"'{obj.name if obj else None}' is not a Gaussians object (import a 3DGS PLY first)")
+    if obj.mode == "EDIT":
+        obj.update_from_editmode()
+    mesh = obj.data
+    k = (int(obj[GAUSSIANS_TAG]) + 1) ** 2
+    missing = [
+        n for n in (LOG_SCALE_ATTRIBUTE, ROTATION_ATTRIBUTE, OPACITY_ATTRIBUTE) if n not in mesh.attributes
+    ]
+    missing += [sh_attribute(i) for i in range(k) if sh_attribute(i) not in mesh.attributes]
+    if missing:
+        raise ValueError(f"'{obj.name}' lost the splat attributes {missing}; import the splats again")
+    sh = np.empty((len(mesh.vertices), 3, k), np.float32)
+    for i in range(k):
+        sh[:, :, i] = _read(mesh, sh_attribute(i), "vector", 3)
+    return SplatTable(
+        means=_read(mesh, "position", "vector", 3),
+        log_scales=_read(mesh, LOG_SCALE_ATTRIBUTE, "vector", 3),
+        quaternions=_read(mesh, ROTATION_ATTRIBUTE, "value", 4),
+        sh=sh,
+        opacity_logits=_read(mesh, OPACITY_ATTRIBUTE, "value", 1),
+    )
+
+
+def export_matrix(obj: bpy.types.Object, frame: str = "SOURCE") -> np.ndarray:
+    """The map from ``obj``'s stored values to the exported ones: every transform made in Blender since
+    the import (``SOURCE``: the file's frame, so an unmoved import is the identity) or the whole world
+    matrix (``WORLD``: Blender's Z-up world)."""
+    world = np.asarray(obj.matrix_world, np.float64)
+    if frame == "WORLD":
+        return world
+    source = np.asarray(obj.get(SOURCE_MATRIX, np.eye(4).ravel().tolist()), np.float64).reshape(4, 4)
+    return np.linalg.solve(source, world)
+
+
+def transformed_splats(obj: bpy.types.Object, frame: str = "SOURCE") -> SplatTable:
+    """``obj``'s splats with ``export_matrix`` applied (unchanged values when it is the identity)."""
+    table, matrix = splats_of(obj), export_matrix(obj, frame)
+    return table if is_identity(matrix) else transform_splats(table, matrix)
+
+
+def keep_splats(obj: bpy.types.Object, keep: np.ndarray) -> int:
+    """Keep only the splats where ``keep`` (M,) is True (a crop); returns how many were removed."""
+    table = splats_of(obj)
+    keep = np.asarray(keep, bool)
+    if keep.shape != (len(table),):
+        raise ValueError(f"keep must have shape ({len(table)},), got {keep.shape}")
+    removed = int((~keep).sum())
+    if removed == 0:
+        return 0
+    kept = SplatTable(
+        means=table.means[keep],
+        log_scales=table.log_scales[keep],
+        quaternions=table.quaternions[keep],
+        sh=table.sh[keep],
+        opacity_logits=table.opacity_logits[keep],
+    )
+    mesh = obj.data
+    mesh.clear_geometry()
+    for name in [a.name for a in mesh.attributes if not a.name.startswith(".") and a.name != "position"]:
+        mesh.attributes.remove(mesh.attributes[name])
+    _write(mesh, kept)
+    return removed
