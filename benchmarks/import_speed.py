@@ -3,7 +3,10 @@
     .venv-blender4/bin/python benchmarks/import_speed.py   # every case, each in a fresh process (any Blender venv)
     .venv-blender5/bin/python benchmarks/import_speed.py --case points --n 1000000
 
-Cases: a point cloud of 1M and 5M points (mesh + colour, confidence, confidence rank and view
+Cases: 3D Gaussians of 1M and 5M splats with SH degree 3 from a 3DGS PLY (read + object + attributes +
+modifier), beside Blender's own PLY importer (``wm.ply_import``) on the same file, which only reads the
+raw attributes; the splats' first evaluation for the viewport (points) and for a render (instances), and
+a Cycles render of 1M splats; a point cloud of 1M and 5M points (mesh + colour, confidence, confidence rank and view
 attributes + the Geometry Nodes modifier and material), the same clouds evaluated once (what the
 viewport does on the first redraw), one camera keyed on 1000 frames (location, quaternion, lens, shift),
 and a whole bundle (8 views at 504×378) through ``import_bundle``. Each case runs in its own process so
@@ -67,6 +70,79 @@ def case_points(n: int, evaluate: bool) -> dict:
         geometry = bpy.types.GeometrySet.from_evaluated_object(obj.evaluated_get(depsgraph))
         out["evaluate_seconds"] = time.perf_counter() - start
         out["evaluated_points"] = len(geometry.pointcloud.points)
+    out.update(peak_mb=_rss_mb(), added_mb=_rss_mb() - before)
+    return out
+
+
+def _splat_file(n: int) -> Path:
+    """A 3DGS PLY of ``n`` random splats with SH degree 3 (written once per size, not timed)."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from engine.formats.gaussians_ply import SplatTable, write_splat_table
+
+    path = Path(tempfile.gettempdir()) / f"da3_bench_splats_{n}.ply"
+    if not path.exists():
+        rng = np.random.default_rng(0)
+        table = SplatTable(
+            means=rng.normal(size=(n, 3)).astype(np.float32),
+            log_scales=rng.uniform(-6.0, -3.0, (n, 3)).astype(np.float32),
+            quaternions=rng.normal(size=(n, 4)).astype(np.float32),
+            sh=(0.3 * rng.normal(size=(n, 3, 16))).astype(np.float32),
+            opacity_logits=rng.normal(size=n).astype(np.float32),
+        )
+        write_splat_table(path, table)
+    return path
+
+
+def case_splats(n: int, tool: str, evaluate: bool, render: bool) -> dict:
+    import bpy
+
+    path = _splat_file(n)
+    _load_extension()
+    from da3_reconstruct.engine.formats.gaussians_ply import read_splat_table
+    from da3_reconstruct.scene.gaussians import create_gaussians, prepare_scene
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    before = _rss_mb()
+    start = time.perf_counter()
+    if tool == "blender":
+        bpy.ops.wm.ply_import(filepath=str(path))
+        obj = bpy.context.view_layer.objects.active
+    else:
+        obj = create_gaussians("Bench", read_splat_table(path), bpy.context.scene.collection)
+    out = {"seconds": time.perf_counter() - start, "splats": len(obj.data.vertices)}
+    out["file_mb"] = path.stat().st_size / 1e6
+    if evaluate:
+        for mode in ("viewport", "render"):
+            if mode == "render":
+                obj.modifiers[0].show_viewport = True
+                from da3_reconstruct.scene.compat import set_modifier_input
+
+                set_modifier_input(obj.modifiers[0], "Viewport Splats", True)
+            start = time.perf_counter()
+            depsgraph = bpy.context.evaluated_depsgraph_get()
+            depsgraph.update()
+            bpy.types.GeometrySet.from_evaluated_object(obj.evaluated_get(depsgraph))
+            out[f"evaluate_{mode}_seconds"] = time.perf_counter() - start
+    if render:
+        scene = bpy.context.scene
+        prepare_scene(scene)
+        cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+        scene.collection.objects.link(cam)
+        cam.location = (0.0, -6.0, 0.0)
+        cam.rotation_euler = (1.5708, 0.0, 0.0)
+        scene.camera = cam
+        scene.render.engine = "CYCLES"
+        scene.cycles.device = "CPU"
+        scene.cycles.samples = 1
+        scene.cycles.use_denoising = False
+        scene.render.resolution_x, scene.render.resolution_y = 640, 360
+        scene.render.resolution_percentage = 100
+        scene.render.filepath = str(Path(tempfile.gettempdir()) / "da3_bench_splats.png")
+        start = time.perf_counter()
+        bpy.ops.render.render(write_still=True)
+        out["render_640x360_1spp_seconds"] = time.perf_counter() - start
     out.update(peak_mb=_rss_mb(), added_mb=_rss_mb() - before)
     return out
 
@@ -160,6 +236,12 @@ def case_bundle(views: int) -> dict:
 
 
 CASES = [
+    ("splats 1M SH3 (ours)", ["--case", "splats", "--n", "1000000"], 1.0),
+    ("splats 1M SH3 (wm.ply_import)", ["--case", "splats", "--n", "1000000", "--tool", "blender"], None),
+    ("splats 5M SH3 (ours)", ["--case", "splats", "--n", "5000000"], None),
+    ("splats 5M SH3 (wm.ply_import)", ["--case", "splats", "--n", "5000000", "--tool", "blender"], None),
+    ("splats 1M + first evaluations", ["--case", "splats", "--n", "1000000", "--evaluate"], None),
+    ("splats 1M Cycles render", ["--case", "splats", "--n", "1000000", "--render"], None),
     ("points 1M", ["--case", "points", "--n", "1000000"], 1.0),
     ("points 5M", ["--case", "points", "--n", "5000000"], 1.0),
     ("points 1M + first evaluation", ["--case", "points", "--n", "1000000", "--evaluate"], None),
@@ -199,7 +281,9 @@ def run_all() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=["points", "camera", "bundle"])
+    parser.add_argument("--case", choices=["points", "camera", "bundle", "splats"])
+    parser.add_argument("--tool", choices=["ours", "blender"], default="ours")
+    parser.add_argument("--render", action="store_true")
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--views", type=int, default=8)
@@ -209,6 +293,8 @@ def main() -> int:
         return run_all()
     if args.case == "points":
         result = case_points(args.n, args.evaluate)
+    elif args.case == "splats":
+        result = case_splats(args.n, args.tool, args.evaluate, args.render)
     elif args.case == "camera":
         result = case_camera(args.frames)
     else:

@@ -37,6 +37,7 @@ __all__ = [
 
 _SH_C0 = 0.28209479177387814  # Y_0^0; colour = 0.5 + C0 · f_dc
 _EPS = 1e-7
+_BLOCK = 16384  # rows per block when reading (fits in cache; measured fastest on 1M-splat files)
 
 
 @dataclass(frozen=True)
@@ -203,8 +204,12 @@ def read_gaussians_ply(path: str | os.PathLike) -> Gaussians:
 
 def read_splat_table(path: str | os.PathLike) -> SplatTable:
     """Read a 3DGS PLY as stored (see ``SplatTable``); a file that is not one, or is damaged, raises
-    ``PlyError`` saying what is wrong."""
-    data = read_ply_vertices(path)
+    ``PlyError`` saying what is wrong.
+
+    The file is memory-mapped and every block is gathered with one copy; the SH coefficients land
+    coefficient-major (``sh[:, :, k]`` is one contiguous (M, 3) block, the layout Blender's per-coefficient
+    attributes take without another copy)."""
+    data = read_ply_vertices(path, mapped=True)
     props = data.dtype.names
     required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2"]
     required += ["rot_0", "rot_1", "rot_2", "rot_3"]
@@ -215,20 +220,6 @@ def read_splat_table(path: str | os.PathLike) -> SplatTable:
             "(expected the 3DGS layout x y z f_dc_* f_rest_* opacity scale_* rot_*)"
         )
     m = data.shape[0]
-    # Usual case (every property float32, no padding): view the records as an (M, P) table and gather
-    # the wanted columns in one pass instead of one pass per property.
-    uniform = all(data.dtype[n] == np.float32 for n in props) and data.dtype.itemsize == 4 * len(props)
-    table = data.view(np.float32).reshape(m, len(props)) if uniform else None
-    index = {n: i for i, n in enumerate(props)}
-
-    def stack(names: list[str]) -> np.ndarray:
-        if table is not None:
-            return table[:, [index[n] for n in names]]
-        out = np.empty((m, len(names)), np.float32)
-        for i, n in enumerate(names):
-            out[:, i] = data[n]
-        return out
-
     rest_names = _sorted_indexed(props, "f_rest_")
     if len(rest_names) % 3:
         raise PlyError(f"{path}: {len(rest_names)} f_rest properties is not a multiple of 3 colour channels")
@@ -238,15 +229,61 @@ def read_splat_table(path: str | os.PathLike) -> SplatTable:
             f"{path}: {len(rest_names)} f_rest properties give {k} SH coefficients per colour, which is no "
             "degree 0-3 set (0, 9, 24 or 45 f_rest): the file is damaged or from an unknown layout"
         )
-    _refuse_non_finite(path, data, required + rest_names)
-    sh = np.empty((m, 3, k), np.float32)
-    sh[:, :, 0] = stack(["f_dc_0", "f_dc_1", "f_dc_2"])
-    if k > 1:
-        sh[:, :, 1:] = stack(rest_names).reshape(m, 3, k - 1)
+    means = np.empty((m, 3), np.float32)
+    log_scales = np.empty((m, 3), np.float32)
+    quaternions = np.empty((m, 4), np.float32)
+    opacity_logits = np.empty(m, np.float32)
+    by_coefficient = np.empty((k, m, 3), np.float32)  # sh[:, c, j] = by_coefficient[j, :, c]
+    columns = {
+        "means": ["x", "y", "z"],
+        "log_scales": ["scale_0", "scale_1", "scale_2"],
+        "quaternions": ["rot_0", "rot_1", "rot_2", "rot_3"],
+        "opacity": ["opacity"],
+        "dc": ["f_dc_0", "f_dc_1", "f_dc_2"],
+        "rest": rest_names,
+    }
+    # Usual case (every property float32, no padding): view the records as an (M, P) table and copy
+    # rows in blocks that stay in cache, each block checked for NaN while it is there.
+    uniform = all(data.dtype[n] == np.float32 for n in props) and data.dtype.itemsize == 4 * len(props)
+    finite = True
+    if uniform and m:
+        table = data.view(np.float32).reshape(m, len(props))
+        index = {n: i for i, n in enumerate(props)}
+        where = {key: _columns(index, names) for key, names in columns.items() if names}
+        for start in range(0, m, _BLOCK):
+            rows = table[start : start + _BLOCK]
+            block = slice(start, start + len(rows))
+            finite = finite and bool(np.isfinite(rows).all())
+            means[block] = rows[:, where["means"]]
+            log_scales[block] = rows[:, where["log_scales"]]
+            quaternions[block] = rows[:, where["quaternions"]]
+            opacity_logits[block] = rows[:, where["opacity"]][:, 0]
+            by_coefficient[0, block] = rows[:, where["dc"]]
+            if k > 1:
+                by_coefficient[1:, block] = rows[:, where["rest"]].reshape(-1, 3, k - 1).transpose(2, 0, 1)
+    else:
+        for target, key in ((means, "means"), (log_scales, "log_scales"), (quaternions, "quaternions")):
+            for i, n in enumerate(columns[key]):
+                target[:, i] = data[n]
+        opacity_logits[:] = data["opacity"]
+        for c in range(3):
+            by_coefficient[0, :, c] = data[f"f_dc_{c}"]
+            for j in range(1, k):
+                by_coefficient[j, :, c] = data[rest_names[c * (k - 1) + j - 1]]
+        finite = bool(np.isfinite(means).all() and np.isfinite(by_coefficient).all())
+        finite = finite and all(np.isfinite(a).all() for a in (log_scales, quaternions, opacity_logits))
+    if not finite:  # somewhere in the file: name the splat properties at fault (extras do not count)
+        _refuse_non_finite(path, data, required + rest_names)
     return SplatTable(
-        means=stack(["x", "y", "z"]),
-        log_scales=stack(["scale_0", "scale_1", "scale_2"]),
-        quaternions=stack(["rot_0", "rot_1", "rot_2", "rot_3"]),
-        sh=sh,
-        opacity_logits=np.asarray(data["opacity"], np.float32).copy(),
+        means=means,
+        log_scales=log_scales,
+        quaternions=quaternions,
+        sh=by_coefficient.transpose(1, 2, 0),
+        opacity_logits=opacity_logits,
     )
+
+
+def _columns(index: dict[str, int], names: list[str]) -> slice | list[int]:
+    """The table columns of ``names``: a slice when they are adjacent and in order (no gather)."""
+    at = [index[n] for n in names]
+    return slice(at[0], at[0] + len(at)) if at == list(range(at[0], at[0] + len(at))) else at

@@ -140,8 +140,12 @@ def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {name: data[name] for name in data.dtype.names}
 
 
-def read_ply_vertices(path: str | os.PathLike) -> np.ndarray:
-    """The vertex element of a PLY file as one (M,) structured array (native byte order)."""
+def read_ply_vertices(path: str | os.PathLike, *, mapped: bool = False) -> np.ndarray:
+    """The vertex element of a PLY file as one (M,) structured array (native byte order).
+
+    ``mapped``: a read-only memory map of a native-order binary file instead of a copy in memory (no
+    allocation and no page-faulting of a fresh buffer: callers that gather columns out of it anyway,
+    such as the splat reader, save a full pass over the file)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"PLY file not found: {path}")
@@ -172,6 +176,8 @@ def read_ply_vertices(path: str | os.PathLike) -> np.ndarray:
     size = path.stat().st_size
     if size < need:
         raise PlyError(f"{path}: file is truncated ({size} bytes, the vertices need {need})")
+    if mapped and dtype.isnative and count > 0:
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,))
     with open(path, "rb") as fh:
         fh.seek(offset)
         data = np.fromfile(fh, dtype=dtype, count=count)

@@ -1,0 +1,310 @@
+"""Ground truth for imported splats: Blender's Cycles render of our import against gsplat's render of
+the same file from the same camera.
+
+The reference runs in the engine's Python (``python -m engine render-splats``: gsplat's own projection
+and covariance code, composited by our function that follows gsplat's CUDA rasterizer rules; gsplat's
+CUDA rasterizer where a GPU is lent). Blender renders with Cycles on the CPU: one sample at each pixel's
+centre (a 0.01 px filter, as gsplat samples), no denoiser, the 'Standard' view transform, so a pixel is
+the sRGB colour 3DGS composites.
+
+Threshold: PSNR ≥ 30 dB and SSIM ≥ 0.95 per case. What remains between two correct renderers is
+gsplat's 0.3 px² low-pass dilation, its local-affine projection (we evaluate each ray exactly),
+compositing in sRGB (3DGS) against linear light (Blender), and ordering by centre depth against ordering
+by shell entry; measured, these leave 35–50 dB (see the issue note). Each deliberately wrong import
+(log scales used as scales, quaternion read as x y z w, f_rest read coefficient-major, the opacity logit
+used as the opacity) must fall below 25 dB: clearly apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from engine.formats.gaussians_ply import SplatTable, read_splat_table, write_splat_table
+
+from .conftest import ENGINE_PYTHON, ROOT
+from .image_metrics import psnr, ssim
+
+PSNR_MIN, SSIM_MIN = 30.0, 0.95
+WRONG_PSNR_MAX = 25.0
+WIDTH, HEIGHT, FOCAL = 96, 72, 90.0
+
+
+def _gsplat_ready() -> bool:
+    probe = subprocess.run(
+        [ENGINE_PYTHON, "-c", "import gsplat.cuda._torch_impl"], capture_output=True, text=True, timeout=120
+    )
+    return probe.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    not _gsplat_ready(), reason="the engine's Python has no gsplat (pip install gsplat)"
+)
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    viewmat: np.ndarray  # (4, 4) world → camera, OpenCV axes
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.array([[FOCAL, 0, WIDTH / 2], [0, FOCAL, HEIGHT / 2], [0, 0, 1]], np.float64)
+
+
+def look_at(name: str, eye, target=(0.0, 0.0, 0.0), down=(0.0, 1.0, 0.0)) -> View:
+    """An OpenCV camera (x right, y down, z forward) at ``eye`` looking at ``target``."""
+    eye, target = np.asarray(eye, np.float64), np.asarray(target, np.float64)
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(np.asarray(down, np.float64), z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    rot = np.stack([x, y, z])  # rows: camera axes in world
+    view = np.eye(4)
+    view[:3, :3], view[:3, 3] = rot, -rot @ eye
+    return View(name, view)
+
+
+FRONT = look_at("front", (0.0, 0.0, -4.0))
+SIDE = look_at("side", (2.3, -0.8, -3.2))
+
+
+def _table(means, sigmas, quats, colors, opacities, rest=None) -> SplatTable:
+    m = len(means)
+    k = 1 if rest is None else 1 + rest.shape[2]
+    sh = np.zeros((m, 3, k), np.float32)
+    sh[:, :, 0] = (np.asarray(colors, np.float32) - 0.5) / 0.28209479177387814
+    if rest is not None:
+        sh[:, :, 1:] = rest
+    p = np.asarray(opacities, np.float64)
+    return SplatTable(
+        means=np.asarray(means, np.float32),
+        log_scales=np.log(np.asarray(sigmas, np.float32)),
+        quaternions=np.asarray(quats, np.float32),
+        sh=sh,
+        opacity_logits=np.log(p / (1 - p)).astype(np.float32),
+    )
+
+
+def _random_quats(rng, m):
+    q = rng.normal(size=(m, 4))
+    return q / np.linalg.norm(q, axis=1, keepdims=True) * rng.uniform(0.7, 1.6, (m, 1))  # stored unnormalised
+
+
+def scenes() -> dict[str, tuple[SplatTable, tuple[View, ...]]]:
+    rng = np.random.default_rng(3)
+    isolated = _table(
+        [[-0.8, -0.5, 0.0], [0.8, -0.5, 0.2], [-0.8, 0.6, -0.2], [0.8, 0.6, 0.0]],
+        [[0.14, 0.12, 0.1]] * 4,
+        [[1, 0, 0, 0]] * 4,
+        [[0.9, 0.2, 0.1], [0.1, 0.8, 0.2], [0.2, 0.3, 0.9], [0.9, 0.9, 0.2]],
+        [0.9, 0.7, 0.95, 0.6],
+    )
+    m = 12
+    overlapping = _table(
+        rng.uniform(-0.5, 0.5, (m, 3)) * (1.2, 0.9, 1.0),
+        rng.uniform(0.12, 0.3, (m, 3)),
+        _random_quats(rng, m),
+        rng.uniform(0.05, 0.95, (m, 3)),
+        rng.uniform(0.3, 0.9, m),
+    )
+    m = 7
+    anisotropic = _table(
+        rng.uniform(-0.9, 0.9, (m, 3)) * (1.0, 0.7, 0.5),
+        np.tile([0.45, 0.05, 0.12], (m, 1)),
+        _random_quats(rng, m),
+        rng.uniform(0.1, 0.95, (m, 3)),
+        rng.uniform(0.6, 0.95, m),
+    )
+    m = 6
+    view_dependent = _table(
+        rng.uniform(-0.8, 0.8, (m, 3)) * (1.0, 0.7, 0.4),
+        rng.uniform(0.15, 0.25, (m, 3)),
+        _random_quats(rng, m),
+        rng.uniform(0.3, 0.7, (m, 3)),
+        rng.uniform(0.75, 0.95, m),
+        rest=(rng.normal(size=(m, 3, 15)) * 0.35).astype(np.float32),
+    )
+    return {
+        "isolated": (isolated, (FRONT,)),
+        "overlapping": (overlapping, (FRONT, SIDE)),
+        "anisotropic": (anisotropic, (FRONT, SIDE)),
+        "sh_degree_3": (view_dependent, (FRONT, SIDE)),
+    }
+
+
+def gsplat_render(ply: Path, views: tuple[View, ...], out: Path) -> dict[str, np.ndarray]:
+    """Render ``ply`` from ``views`` with gsplat in the engine's Python → {name: (H, W, 3) in [0, 1]}."""
+    cameras = [
+        {"name": v.name, "viewmat": v.viewmat.tolist(), "K": v.K.tolist(), "width": WIDTH, "height": HEIGHT}
+        for v in views
+    ]
+    spec = out / "cameras.json"
+    spec.write_text(json.dumps(cameras))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run(
+        [ENGINE_PYTHON, "-m", "engine", "render-splats", str(ply), "--cameras", str(spec), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return {v.name: np.clip(np.load(out / f"{v.name}.npy"), 0.0, 1.0) for v in views}
+
+
+def _setup_cycles(scene: bpy.types.Scene) -> None:
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 1
+    scene.cycles.use_denoising = False
+    scene.cycles.use_adaptive_sampling = False
+    scene.cycles.filter_width = 0.01  # one sample at the pixel centre, like gsplat
+    scene.render.dither_intensity = 0.0
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGB"
+    scene.render.image_settings.color_depth = "16"
+    world = bpy.data.worlds.new("Black")
+    scene.world = world
+    world.color = (0.0, 0.0, 0.0)
+    if world.node_tree is not None:
+        world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.0
+
+
+def blender_render(sub, scene, obj, view: View, path: Path) -> np.ndarray:
+    cameras = sub("scene.cameras")
+    camera_data = sub("scene.camera_data")
+    cam = cameras.create_view_cameras(
+        view.name,
+        view.viewmat[None, :3, :],
+        view.K[None],
+        np.array([[HEIGHT, WIDTH]]),
+        scene.collection,
+        None,
+    )[0]
+    cam.data.clip_start = 0.01
+    camera_data.apply_render_settings(scene, cam)
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(str(path))
+    try:
+        pixels = np.empty(WIDTH * HEIGHT * image.channels, np.float32)
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    bpy.data.objects.remove(cam)
+    return pixels.reshape(HEIGHT, WIDTH, -1)[::-1, :, :3]
+
+
+def _import(path: Path) -> bpy.types.Object:
+    assert bpy.ops.import_scene.da3_gaussians(filepath=str(path)) == {"FINISHED"}
+    return bpy.context.view_layer.objects.active
+
+
+def _scores(sub, scene, table: SplatTable, views, tmp_path: Path, reference: dict, tag: str) -> list:
+    ply = write_splat_table(tmp_path / f"{tag}.ply", table)
+    obj = _import(ply)
+    out = []
+    for view in views:
+        image = blender_render(sub, scene, obj, view, tmp_path / f"{tag}_{view.name}.png")
+        out.append((view.name, psnr(image, reference[view.name]), ssim(image, reference[view.name])))
+    bpy.data.objects.remove(obj)
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(scenes()))
+def test_cycles_render_of_the_import_matches_gsplat(clean_scene, sub, tmp_path, case):
+    table, views = scenes()[case]
+    _setup_cycles(clean_scene)
+    reference = gsplat_render(write_splat_table(tmp_path / "ref.ply", table), views, tmp_path)
+    for name, p, s in _scores(sub, clean_scene, table, views, tmp_path, reference, "ours"):
+        print(f"[ground truth] {case:12s} {name:5s} PSNR {p:5.1f} dB  SSIM {s:.3f}")
+        assert p >= PSNR_MIN and s >= SSIM_MIN, (case, name, p, s)
+
+
+def _wrong_imports(t: SplatTable) -> dict[str, SplatTable]:
+    """What a reader with each classic mistake would hand the renderer, as a file our importer reads."""
+    m, k = len(t), t.sh.shape[2]
+    wrong = {
+        "scales_not_exponentiated": replace(t, log_scales=np.log(np.abs(t.log_scales))),
+        "quaternion_xyzw": replace(t, quaternions=t.quaternions[:, [3, 0, 1, 2]]),
+        "opacity_not_sigmoid": replace(
+            t,
+            opacity_logits=np.log(
+                np.clip(t.opacity_logits, 1e-4, 1 - 1e-4) / (1 - np.clip(t.opacity_logits, 1e-4, 1 - 1e-4))
+            ),
+        ),
+    }
+    if k > 1:
+        rest = t.sh[:, :, 1:].reshape(m, 3 * (k - 1))  # as stored: channel-major
+        sh = t.sh.copy()
+        sh[:, :, 1:] = rest.reshape(m, k - 1, 3).transpose(0, 2, 1)  # read coefficient-major
+        wrong["sh_rest_transposed"] = replace(t, sh=sh)
+    return wrong
+
+
+@pytest.mark.parametrize("case", ["anisotropic", "sh_degree_3"])
+def test_deliberately_wrong_imports_fall_clearly_below_the_threshold(clean_scene, sub, tmp_path, case):
+    table, views = scenes()[case]
+    _setup_cycles(clean_scene)
+    reference = gsplat_render(write_splat_table(tmp_path / "ref.ply", table), views, tmp_path)
+    for mistake, wrong in _wrong_imports(table).items():
+        scores = _scores(sub, clean_scene, wrong, views, tmp_path, reference, mistake)
+        worst = min(p for _, p, _ in scores)
+        print(f"[wrong import] {case:12s} {mistake:26s} worst PSNR {worst:5.1f} dB")
+        assert worst < WRONG_PSNR_MAX, (case, mistake, scores)
+
+
+def test_round_trip_moved_in_blender_renders_like_the_original(clean_scene, sub, tmp_path):
+    """Import → turn, scale, move → export: gsplat renders the export from the equally moved camera as
+    it renders the original from the original camera (view-dependent colour included: SH rotated)."""
+    from mathutils import Euler
+
+    table, views = scenes()["sh_degree_3"]
+    _setup_cycles(clean_scene)
+    original = write_splat_table(tmp_path / "original.ply", table)
+    reference = gsplat_render(original, views, tmp_path)
+    obj = _import(original)
+    obj.rotation_euler = Euler((0.6, -0.4, 1.1))
+    obj.scale = (1.7, 1.7, 1.7)
+    obj.location = (0.3, -1.2, 0.8)
+    bpy.context.view_layer.update()
+    moved_path = tmp_path / "moved.ply"
+    assert bpy.ops.export_scene.da3_gaussians(filepath=str(moved_path)) == {"FINISHED"}
+    matrix = np.asarray(obj.matrix_world, np.float64)
+    scale = np.cbrt(np.linalg.det(matrix[:3, :3]))
+    turn = matrix[:3, :3] / scale
+
+    def moved_view(v: View) -> View:
+        rot, centre = v.viewmat[:3, :3], -v.viewmat[:3, :3].T @ v.viewmat[:3, 3]
+        new_rot, new_centre = rot @ turn.T, matrix[:3, :3] @ centre + matrix[:3, 3]
+        view = np.eye(4)
+        view[:3, :3], view[:3, 3] = new_rot, -new_rot @ new_centre
+        return View(v.name, view)
+
+    (tmp_path / "moved").mkdir()
+    moved = gsplat_render(moved_path, tuple(moved_view(v) for v in views), tmp_path / "moved")
+    for v in views:
+        p, s = psnr(moved[v.name], reference[v.name]), ssim(moved[v.name], reference[v.name])
+        print(
+            f"[round trip] gsplat(moved export, moved camera) vs original {v.name}: PSNR {p:.1f} dB SSIM {s:.3f}"
+        )
+        assert p >= PSNR_MIN and s >= SSIM_MIN
+        image = blender_render(sub, clean_scene, obj, moved_view(v), tmp_path / f"blender_moved_{v.name}.png")
+        p, s = psnr(image, reference[v.name]), ssim(image, reference[v.name])
+        print(
+            f"[round trip] Cycles(moved object, moved camera) vs original {v.name}: PSNR {p:.1f} dB SSIM {s:.3f}"
+        )
+        assert p >= PSNR_MIN and s >= SSIM_MIN
+    assert len(read_splat_table(moved_path)) == len(table)
