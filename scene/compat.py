@@ -178,10 +178,9 @@ def ensure_node_tree(id_block) -> bpy.types.NodeTree:
 
 def set_material_blend(material: bpy.types.Material) -> None:
     """See-through surfaces in EEVEE that converge to ordered alpha blending (dithered / hashed, no
-    sorting to go wrong with millions of overlapping splats); back faces culled."""
+    sorting to go wrong with millions of overlapping splats)."""
     props = material.bl_rna.properties
     if "surface_render_method" in props:
         material.surface_render_method = "DITHERED"
     elif "blend_method" in props:
         material.blend_method = "HASHED"
-    material.use_backface_culling = True

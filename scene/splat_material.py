@@ -1,17 +1,13 @@
-"""The splat material: each instanced splat shell shows its 3D Gaussian in Cycles and EEVEE.
+"""The splat material: the triangles of the "DA3 Gaussians" group show 3D Gaussians in Cycles and EEVEE.
 
-The "DA3 Gaussians" node group (``splat_nodes``) puts a small ico-sphere shell on every splat, turned by
-its rotation and scaled by its standard deviations, so the shell's own (object) space is the splat's
-*whitened* space: the Gaussian there is exp(−½|x|²). For a ray hitting the front of the shell at ``p``
-with direction ``d`` (both in that space, ``d`` from the Vector Transform of the view vector) the
-Gaussian's peak along the ray is exp(−½ |p × d|² / |d|²) — the value 3DGS's projected 2D Gaussian takes
-at that pixel (exactly, up to its local-affine projection). So:
+Each splat's triangle (``splat_nodes``) lies in the image-parallel plane through its centre and carries,
+per corner, the whitened 2D coordinates of the splat's footprint and its opacity (``splat_uv``), so:
 
-* alpha = min(0.99, opacity · that peak), dropped below 1/255 (gsplat's rules); back faces are clear;
-* colour = the SH series in the splat file's own frame, evaluated along the view direction turned back
-  by the splat's axes (``splat_axis_*``: columns of R·S, so every transform of the object and the root
-  is accounted for), + 0.5, clamped at 0, converted from sRGB (what 3DGS trains on) to linear, emitted;
-* mixed with a Transparent BSDF by alpha: Cycles and EEVEE composite the shells front to back.
+* alpha = min(0.99, opacity · exp(−½ (u² + v²))), dropped below 1/255 (gsplat's rules);
+* colour = the SH series (``sh_k``) evaluated along the viewing direction brought into the object's own
+  frame (the file's frame, whatever the object's and its parents' transforms: Vector Transform of the
+  view vector), + 0.5, clamped at 0, converted from sRGB (what 3DGS trains on) to linear, emitted;
+* mixed with a Transparent BSDF by alpha: the renderer composites the triangles front to back.
 
 Emission sampling is off (a million emissive splats must not become a million lights).
 """
@@ -23,11 +19,10 @@ import bpy
 from .compat import ensure_node_tree, set_material_blend
 from .node_math import NodeMath
 
-__all__ = ["ALPHA_ATTRIBUTE", "AXIS_ATTRIBUTES", "SH_TERMS", "sh_attribute", "splat_material"]
+__all__ = ["SH_TERMS", "UV_ATTRIBUTE", "sh_attribute", "splat_material"]
 
-ALPHA_ATTRIBUTE = "splat_alpha"  # FLOAT per splat: sigmoid(opacity)
-AXIS_ATTRIBUTES = ("splat_axis_x", "splat_axis_y", "splat_axis_z")  # columns of R·S (file frame)
-_VERSION = 1
+UV_ATTRIBUTE = "splat_uv"  # FLOAT_VECTOR per corner: whitened (u, v) and the opacity
+_VERSION = 2
 _ALPHA_MIN, _ALPHA_MAX = 1.0 / 255.0, 0.99
 
 _C0 = 0.28209479177387814
@@ -84,38 +79,28 @@ def splat_material(degree: int) -> bpy.types.Material:
     return mat
 
 
-def _instance_attribute(g: NodeMath, name: str, output: str):
-    node = g.node("ShaderNodeAttribute", attribute_type="INSTANCER", attribute_name=name)
+def _attribute(g: NodeMath, name: str, output: str = "Vector"):
+    node = g.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=name)
     return node.outputs[output]
 
 
 def _build(tree: bpy.types.NodeTree, degree: int) -> None:
     g = NodeMath(tree, x=-2400.0)
-    coords = g.node("ShaderNodeTexCoord").outputs["Object"]  # the shell's space = whitened splat space
-    geometry = g.node("ShaderNodeNewGeometry")
-    to_local = g.node(
-        "ShaderNodeVectorTransform", vector_type="VECTOR", convert_from="WORLD", convert_to="OBJECT"
-    )
-    g.feed(to_local.inputs[0], geometry.outputs["Incoming"])
-    view = to_local.outputs[0]  # towards the viewer, whitened
-
-    # alpha: opacity · exp(−½ · squared distance of the ray from the centre), gsplat's cap and cut-off
-    across = g.vmath("CROSS_PRODUCT", coords, view)
-    distance2 = g.div(g.dot(across, across), g.math("MAXIMUM", g.dot(view, view), 1e-30))
-    peak = g.exp(g.mul(distance2, -0.5))
-    alpha = g.math("MINIMUM", g.mul(_instance_attribute(g, ALPHA_ATTRIBUTE, "Fac"), peak), _ALPHA_MAX)
+    u, v, opacity = g.separate(_attribute(g, UV_ATTRIBUTE))
+    peak = g.exp(g.mul(g.add(g.mul(u, u), g.mul(v, v)), -0.5))
+    alpha = g.math("MINIMUM", g.mul(opacity, peak), _ALPHA_MAX)
     alpha = g.mul(alpha, g.math("GREATER_THAN", alpha, _ALPHA_MIN - 1e-7))
-    alpha = g.mul(alpha, g.sub(1.0, geometry.outputs["Backfacing"]))
 
-    # colour: the SH series along the viewing direction in the file's frame
-    sh = [_instance_attribute(g, sh_attribute(k), "Vector") for k in range((degree + 1) ** 2)]
+    sh = [_attribute(g, sh_attribute(k)) for k in range((degree + 1) ** 2)]
     if degree == 0:
         rgb = g.scale(sh[0], _C0)
     else:
-        axes = [_instance_attribute(g, name, "Vector") for name in AXIS_ATTRIBUTES]
-        vx, vy, vz = g.separate(view)
-        toward = g.vtotal([g.scale(axes[0], vx), g.scale(axes[1], vy), g.scale(axes[2], vz)])
-        direction = g.vmath("NORMALIZE", g.scale(toward, -1.0))  # from the viewer to the splat
+        geometry = g.node("ShaderNodeNewGeometry")
+        to_object = g.node(
+            "ShaderNodeVectorTransform", vector_type="VECTOR", convert_from="WORLD", convert_to="OBJECT"
+        )
+        g.feed(to_object.inputs[0], geometry.outputs["Incoming"])
+        direction = g.vmath("NORMALIZE", g.scale(to_object.outputs[0], -1.0))  # viewer → splat, file frame
         monomials = {(0, 0, 0): 1.0}
         x, y, z = g.separate(direction)
         rgb = g.vtotal([g.scale(sh[k], _basis(g, monomials, (x, y, z), k)) for k in range(len(sh))])
