@@ -9,7 +9,10 @@ same). Then:
 
 * ``docs/images/reconstruction.png``: the imported point cloud from a new viewpoint (Cycles);
 * ``docs/images/camera_match.png``: an input image next to the point cloud rendered through the
-  imported camera of that view (they line up: the camera conversion is exact).
+  imported camera of that view (they line up: the camera conversion is exact);
+* ``docs/images/gaussians.png``: 3D Gaussians made from the same views (one flat splat per pixel,
+  facing its camera, as a splat trainer starts them) in the bundle's ``gs_*`` arrays, imported as a
+  Gaussians object and rendered by Cycles from the overview and through view 3's camera.
 
 The geometry here is ground truth, not a network prediction, so the pictures show what the import
 builds; `tools/demo.py` runs the real engine.
@@ -55,6 +58,36 @@ def _save_png(path: str, rgb: np.ndarray) -> None:
     bpy.data.images.remove(image)
 
 
+def _splats_from_views(arrays: dict, step: int = 2) -> dict:
+    """One flat Gaussian per ``step``-th pixel with depth: at the pixel's 3D point, facing its camera,
+    about one pixel footprint wide, coloured by the pixel (SH degree 0), in the bundle's ``gs_*`` form."""
+    from da3_reconstruct.engine.geometry.cameras import matrix_to_quaternion_wxyz
+
+    means, scales, quats, colours = [], [], [], []
+    for image, depth, w2c, K in zip(
+        arrays["images"], arrays["depth"], arrays["extrinsics"], arrays["intrinsics"], strict=True
+    ):
+        v, u = np.mgrid[0 : depth.shape[0] : step, 0 : depth.shape[1] : step]
+        d = depth[v, u]
+        keep = d > 0
+        u, v, d = u[keep] + 0.5, v[keep] + 0.5, d[keep]
+        rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=1)
+        rot, t = w2c[:, :3].astype(np.float64), w2c[:, 3].astype(np.float64)
+        means.append((rays * d[:, None] - t) @ rot)  # Rᵀ (X_c − t)
+        footprint = 0.8 * step * d / K[0, 0]
+        scales.append(np.stack([footprint, footprint, 0.1 * footprint], axis=1))
+        quats.append(np.tile(matrix_to_quaternion_wxyz(rot.T), (len(d), 1)))
+        colours.append(image[(v - 0.5).astype(int), (u - 0.5).astype(int)])
+    rgb = np.concatenate(colours).astype(np.float64) / 255.0
+    return {
+        "gs_means": np.concatenate(means).astype(np.float32),
+        "gs_scales": np.concatenate(scales).astype(np.float32),
+        "gs_rotations": np.concatenate(quats).astype(np.float32),
+        "gs_harmonics": ((rgb - 0.5) / 0.28209479177387814)[:, :, None].astype(np.float32),
+        "gs_opacities": np.full(len(rgb), 0.95, np.float32),
+    }
+
+
 def main() -> int:
     load_extension()
     from da3_reconstruct.engine.formats.bundle import write_bundle
@@ -80,6 +113,7 @@ def main() -> int:
     }
     sky = arrays["depth"] > 1e3  # the background has no depth
     arrays["depth"][sky] = 0.0
+    arrays.update(_splats_from_views(arrays))
     folder = write_bundle(work / "synthetic scene", arrays, {"model_id": "ground truth", "ref_view_idx": 0})
 
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -88,6 +122,7 @@ def main() -> int:
         bpy.context, folder, importer.ImportOptions(conf_percentile=0, max_points=None)
     )
     points = result.points
+    result.gaussians.hide_render = True  # the point cloud pictures first
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = 16
@@ -130,7 +165,24 @@ def main() -> int:
     left, right = _read_png(views[3].path), _read_png(through)
     gap = np.ones((left.shape[0], 8, 3), np.float32)
     _save_png(str(out_dir / "camera_match.png"), np.concatenate([left, gap, right], axis=1))
-    print(f"wrote {out_dir / 'reconstruction.png'} and {out_dir / 'camera_match.png'}")
+
+    # The Gaussians instead of the points: from the overview and through view 3's camera.
+    points.hide_render, result.gaussians.hide_render = True, False
+    pictures = []
+    for i, camera in enumerate((overview, cam)):
+        camera_data.apply_render_settings(scene, camera)
+        if camera is overview:
+            scene.render.resolution_x, scene.render.resolution_y = 480, 360
+        scene.render.filepath = str(work / f"splats_{i}.png")
+        bpy.ops.render.render(write_still=True)
+        pictures.append(_read_png(scene.render.filepath))
+    height = min(p.shape[0] for p in pictures)
+    pictures = [p[:height] for p in pictures]
+    gap = np.ones((height, 8, 3), np.float32)
+    _save_png(str(out_dir / "gaussians.png"), np.concatenate([pictures[0], gap, pictures[1]], axis=1))
+    print(
+        f"wrote {out_dir / 'reconstruction.png'}, {out_dir / 'camera_match.png'} and {out_dir / 'gaussians.png'}"
+    )
     os._exit(0)
 
 
