@@ -1,6 +1,7 @@
-"""``python -m engine serve|reconstruct|info``: the engine process and the batch command line.
+"""``python -m engine serve|reconstruct|info|render-splats``: the engine process and the batch command line.
 
-``serve`` is the request loop Blender talks to (``worker.main``); ``reconstruct`` and ``info`` are the
+``serve`` is the request loop Blender talks to (``worker.main``); ``reconstruct``, ``info`` and
+``render-splats`` are the
 command line (``cli.main``, which receives the whole argument list, sub-command first). Each is imported
 only when chosen, so ``python -m engine --help`` stays fast.
 """
@@ -15,6 +16,7 @@ commands:
   serve         run the engine process that Blender talks to (JSON lines on stdin/stdout)
   reconstruct   reconstruct images or a video into a result bundle (batch command line)
   info          show the engine, torch and device information
+  render-splats render a 3D Gaussian PLY from cameras (gsplat's rules; needs gsplat)
 
 Run 'python -m engine <command> --help' for the options of a command."""
 
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         from .process import worker
 
         return worker.main(argv[1:])
-    if command in ("reconstruct", "info"):
+    if command in ("reconstruct", "info", "render-splats"):
         from . import cli
 
         return cli.main(argv)

@@ -8,6 +8,11 @@ second Ctrl-C stops at once). Exit codes: 0 done, 1 failed, 2 bad command line, 
 
 ``info`` prints the engine version, Python, torch, CUDA, the default device and the DA3 models in the
 Hugging Face cache with their sizes.
+
+``render-splats`` renders a 3DGS PLY from cameras given as JSON (a list of ``{"name", "viewmat"`` (4×4
+world → camera, OpenCV axes), ``"K"`` (3×3 pixels), ``"width", "height"}``) the way gsplat renders it
+(``render.splats``), writing ``<name>.npy`` (float32 H×W×3, the sRGB-space colours 3DGS composites) and
+``<name>.png`` per camera: a preview of splats, and the reference the Blender tests compare against.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], list(argv[1:])
     if command == "info":
         return info(rest)
+    if command == "render-splats":
+        return render_splats(rest)
     return reconstruct(rest)
 
 
@@ -371,6 +378,63 @@ def info(argv: list[str]) -> int:
         lines.append("  none (a job downloads its model on first use, or give --model a folder)")
     print("\n".join(lines))
     return EXIT_OK
+
+
+def render_splats(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine render-splats",
+        description="Render a 3D Gaussian PLY from cameras, as gsplat renders it.",
+    )
+    parser.add_argument("ply", help="a 3DGS PLY (Inria layout)")
+    parser.add_argument("--cameras", required=True, help="JSON list of {name, viewmat, K, width, height}")
+    parser.add_argument("--out", required=True, help="folder for <name>.npy and <name>.png")
+    parser.add_argument("--sh-degree", type=int, default=None, help="highest SH degree to use (default: all)")
+    parser.add_argument("--background", default=None, help="r,g,b in 0..1 (default: black)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (gsplat's CUDA rasterizer)")
+    args = parser.parse_args(argv)
+    import json
+
+    import numpy as np
+
+    from .formats.gaussians_ply import read_gaussians_ply
+    from .formats.ply import PlyError
+    from .render.splats import render_gaussians
+
+    try:
+        background = None if args.background is None else tuple(float(v) for v in args.background.split(","))
+        cameras = json.loads(Path(args.cameras).read_text())
+        gaussians = read_gaussians_ply(args.ply)
+    except (OSError, ValueError, PlyError) as exc:
+        print(f"render-splats: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        for cam in cameras:
+            image = render_gaussians(
+                gaussians,
+                np.asarray(cam["viewmat"], np.float64),
+                np.asarray(cam["K"], np.float64),
+                int(cam["width"]),
+                int(cam["height"]),
+                sh_degree=args.sh_degree,
+                background=background,
+                device=args.device,
+            )
+            np.save(out / f"{cam['name']}.npy", image)
+            _write_png(out / f"{cam['name']}.png", image)
+    except UserError as exc:
+        print(f"render-splats: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"rendered {len(cameras)} view(s) of {len(gaussians):,} splats into {out}")
+    return EXIT_OK
+
+
+def _write_png(path: Path, image) -> None:
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray((np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)).save(path)
 
 
 def _gpu_name(device: str) -> str:

@@ -17,7 +17,27 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from .. import idnames
 
-__all__ = ["DA3_OT_crop_gaussians", "DA3_OT_export_gaussians", "DA3_OT_import_gaussians"]
+__all__ = [
+    "DA3_OT_crop_gaussians",
+    "DA3_OT_export_gaussians",
+    "DA3_OT_import_gaussians",
+    "DA3_OT_splat_colours",
+]
+
+COLOUR_ITEMS = [
+    (
+        "SCENE",
+        "Scene Colours",
+        "Splats blend in linear light like any emitter (Standard view transform): opaque colours exact, "
+        "soft edges lighter than in a splat viewer",
+    ),
+    (
+        "VIEWER",
+        "Viewer Colours",
+        "Splats blend as splat viewers blend them (sets the Raw view transform): renders match 3DGS and "
+        "gsplat pixel for pixel; lit objects look darker under Raw",
+    ),
+]
 
 
 class DA3_OT_import_gaussians(bpy.types.Operator, ImportHelper):
@@ -29,11 +49,12 @@ class DA3_OT_import_gaussians(bpy.types.Operator, ImportHelper):
 
     filename_ext = ".ply"
     filter_glob: StringProperty(default="*.ply", options={"HIDDEN"})
+    colours: EnumProperty(name="Colours", items=COLOUR_ITEMS, default="SCENE")
 
     def execute(self, context):
         from ..engine.formats.gaussians_ply import read_splat_table
         from ..engine.formats.ply import PlyError
-        from ..scene.gaussians import create_gaussians, prepare_scene
+        from ..scene.gaussians import create_gaussians, prepare_scene, set_splat_colours
 
         path = bpy.path.abspath(self.filepath)
         try:
@@ -45,15 +66,15 @@ class DA3_OT_import_gaussians(bpy.types.Operator, ImportHelper):
             self.report({"ERROR"}, f"{path} holds no splats; nothing was imported")
             return {"CANCELLED"}
         name = os.path.splitext(os.path.basename(path))[0] or "Gaussians"
-        obj = create_gaussians(name, table, context.collection, source=path)
+        obj = create_gaussians(name, table, context.collection, source=path, colours=self.colours)
         for other in context.view_layer.objects:
             other.select_set(False)
         obj.select_set(True)
         context.view_layer.objects.active = obj
         self.report({"INFO"}, f"Imported {len(table):,} splats (SH degree {table.sh_degree}) from {path}")
-        note = prepare_scene(context.scene)
-        if note:
-            self.report({"INFO"}, note)
+        for note in (prepare_scene(context.scene), set_splat_colours(obj, self.colours, context.scene)):
+            if note:
+                self.report({"INFO"}, note)
         return {"FINISHED"}
 
 
@@ -131,6 +152,30 @@ class DA3_OT_crop_gaussians(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class DA3_OT_splat_colours(bpy.types.Operator):
+    """Choose how the active Gaussians object's splats blend (and the view transform that goes with it)"""
+
+    bl_idname = idnames.SPLAT_COLOURS
+    bl_label = "Splat Colours"
+    bl_options = {"REGISTER", "UNDO"}
+
+    colours: EnumProperty(name="Colours", items=COLOUR_ITEMS, default="SCENE")
+
+    @classmethod
+    def poll(cls, context):
+        from ..scene.gaussians import is_gaussians
+
+        return is_gaussians(context.active_object)
+
+    def execute(self, context):
+        from ..scene.gaussians import set_splat_colours
+
+        note = set_splat_colours(context.active_object, self.colours, context.scene)
+        if note:
+            self.report({"INFO"}, note)
+        return {"FINISHED"}
+
+
 def _inside_box(box: bpy.types.Object, world: np.ndarray, means: np.ndarray) -> np.ndarray:
     """Which splat centres (object space of ``world``) lie inside ``box``'s local bounds (an empty:
     its display size cube)."""
@@ -153,7 +198,7 @@ def menu_export(self, context):
     self.layout.operator(idnames.EXPORT_GAUSSIANS, text="3D Gaussians (.ply)")
 
 
-CLASSES = (DA3_OT_import_gaussians, DA3_OT_export_gaussians, DA3_OT_crop_gaussians)
+CLASSES = (DA3_OT_import_gaussians, DA3_OT_export_gaussians, DA3_OT_crop_gaussians, DA3_OT_splat_colours)
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)
 

@@ -213,6 +213,12 @@ class VIEW3D_PT_da3_gaussians(Sidebar, bpy.types.Panel):
             for name in ("Viewport Splats", "Point Size", "Min Opacity"):
                 data, prop = modifier_input_owner(modifier, name)
                 col.prop(data, prop, text=name)
+        from ..scene.gaussians import COLOURS_KEY
+
+        current = obj.get(COLOURS_KEY, "SCENE")
+        row = layout.row(align=True)
+        for mode, text in (("SCENE", "Scene Colours"), ("VIEWER", "Viewer Colours")):
+            row.operator(idnames.SPLAT_COLOURS, text=text, depress=current == mode).colours = mode
         row = layout.row(align=True)
         row.operator(idnames.CROP_GAUSSIANS, icon="SELECT_INTERSECT")
         row.operator(idnames.EXPORT_GAUSSIANS, text="Export…", icon="EXPORT")

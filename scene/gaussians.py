@@ -17,14 +17,23 @@ import numpy as np
 from ..engine.formats.gaussians_ply import SplatTable
 from ..engine.geometry.splat_transform import is_identity, transform_splats
 from . import materials
+from .compat import set_modifier_input
 from .points import COLOR_ATTRIBUTE, srgb_to_linear
-from .splat_material import sh_attribute, splat_material
-from .splat_nodes import LOG_SCALE_ATTRIBUTE, OPACITY_ATTRIBUTE, ROTATION_ATTRIBUTE, add_gaussians_modifier
+from .splat_material import COLOUR_MODES, sh_attribute, splat_material
+from .splat_nodes import (
+    LOG_SCALE_ATTRIBUTE,
+    MODIFIER_NAME,
+    OPACITY_ATTRIBUTE,
+    ROTATION_ATTRIBUTE,
+    add_gaussians_modifier,
+)
 
 __all__ = [
     "GAUSSIANS_TAG",
     "SOURCE_MATRIX",
+    "COLOURS_KEY",
     "create_gaussians",
+    "set_splat_colours",
     "prepare_scene",
     "export_matrix",
     "is_gaussians",
@@ -34,6 +43,7 @@ __all__ = [
 ]
 
 GAUSSIANS_TAG = "da3_gaussians"  # object property: the SH degree its mesh holds
+COLOURS_KEY = "da3_splat_colours"  # object property: the colour mode (splat_material.COLOUR_MODES)
 SOURCE_MATRIX = "da3_source_matrix"  # object property: its world matrix when made (16 floats, rows)
 _SH_C0 = 0.28209479177387814
 
@@ -85,6 +95,7 @@ def create_gaussians(
     *,
     parent: bpy.types.Object | None = None,
     source: str = "",
+    colours: str = "SCENE",
 ) -> bpy.types.Object:
     """A Gaussians object in ``collection`` (under ``parent``) holding ``table``; its current world
     matrix is recorded as the file's frame, which the export writes back in."""
@@ -96,8 +107,26 @@ def create_gaussians(
     obj[GAUSSIANS_TAG] = table.sh_degree
     obj["da3_source"] = str(source)
     obj[SOURCE_MATRIX] = _world_now(obj).ravel().tolist()
-    add_gaussians_modifier(obj, splat_material(table.sh_degree), materials.point_color_material())
+    obj[COLOURS_KEY] = colours
+    add_gaussians_modifier(obj, splat_material(table.sh_degree, colours), materials.point_color_material())
     return obj
+
+
+def set_splat_colours(obj: bpy.types.Object, colours: str, scene: bpy.types.Scene) -> str | None:
+    """Switch ``obj``'s splats to a colour mode (``splat_material``): ``VIEWER`` needs the *Raw* view
+    transform (set here), ``SCENE`` the *Standard* one (set back from Raw). Returns what changed in the
+    scene, for the report."""
+    if colours not in COLOUR_MODES:
+        raise ValueError(f"colour mode must be one of {COLOUR_MODES}, got {colours!r}")
+    obj[COLOURS_KEY] = colours
+    material = splat_material(int(obj[GAUSSIANS_TAG]), colours)
+    set_modifier_input(obj.modifiers[MODIFIER_NAME], "Splat Material", material)
+    view = scene.view_settings
+    want = "Raw" if colours == "VIEWER" else ("Standard" if view.view_transform == "Raw" else None)
+    if want is None or view.view_transform == want:
+        return None
+    was, view.view_transform = view.view_transform, want
+    return f"View transform set from {was} to {want} for {colours.lower()} colours"
 
 
 def _world_now(obj: bpy.types.Object) -> np.ndarray:
@@ -107,14 +136,19 @@ def _world_now(obj: bpy.types.Object) -> np.ndarray:
 
 
 def prepare_scene(scene: bpy.types.Scene, depth: int = 128) -> str | None:
-    """Let Cycles see through ``depth`` splat layers (its default of 8 stops a ray inside the first
-    few splats and leaves them dark); returns what was changed, for the report, or None."""
+    """Let Cycles see through ``depth`` splat layers without Russian roulette on them (its defaults, 8
+    layers and roulette after 8, stop rays inside the first few splats or kill them at random: dark
+    speckles); returns what was changed, for the report, or None."""
     cycles = getattr(scene, "cycles", None)
-    if cycles is None or cycles.transparent_max_bounces >= depth:
+    if cycles is None or min(cycles.transparent_max_bounces, cycles.min_transparent_bounces) >= depth:
         return None
-    was = cycles.transparent_max_bounces
-    cycles.transparent_max_bounces = depth
-    return f"Cycles transparent bounces raised from {was} to {depth} so splats blend"
+    was = (cycles.transparent_max_bounces, cycles.min_transparent_bounces)
+    cycles.transparent_max_bounces = max(depth, cycles.transparent_max_bounces)
+    cycles.min_transparent_bounces = cycles.transparent_max_bounces
+    return (
+        f"Cycles transparent bounces set from {was[0]} (roulette after {was[1]}) to "
+        f"{cycles.transparent_max_bounces} without roulette, so splats blend"
+    )
 
 
 def _read(mesh: bpy.types.Mesh, name: str, field: str, width: int) -> np.ndarray:

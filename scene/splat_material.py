@@ -3,11 +3,19 @@
 Each splat's triangle (``splat_nodes``) lies in the image-parallel plane through its centre and carries,
 per corner, the whitened 2D coordinates of the splat's footprint and its opacity (``splat_uv``), so:
 
-* alpha = min(0.99, opacity · exp(−½ (u² + v²))), dropped below 1/255 (gsplat's rules);
+* alpha = min(0.999, opacity · exp(−½ (u² + v²))), dropped below 1/255 (gsplat's rules);
 * colour = the SH series (``sh_k``) evaluated along the viewing direction brought into the object's own
   frame (the file's frame, whatever the object's and its parents' transforms: Vector Transform of the
-  view vector), + 0.5, clamped at 0, converted from sRGB (what 3DGS trains on) to linear, emitted;
+  view vector), + 0.5, clamped at 0, emitted;
 * mixed with a Transparent BSDF by alpha: the renderer composites the triangles front to back.
+
+3DGS trains its colours as display (sRGB) values and blends them as they are. Two colour modes:
+
+* ``SCENE`` (default): the colour is converted from sRGB to linear light, so with the *Standard* view
+  transform an opaque splat shows exactly its colour and splats mix with lit objects like any emitter;
+  soft edges and overlaps blend in linear light, so they come out lighter than in a splat viewer.
+* ``VIEWER``: the colour is emitted as stored, for the *Raw* view transform: the pixels are the very
+  sums a splat viewer (3DGS, gsplat) composites — the mode for splat-only renders that must match.
 
 Emission sampling is off (a million emissive splats must not become a million lights).
 """
@@ -19,11 +27,12 @@ import bpy
 from .compat import ensure_node_tree, set_material_blend
 from .node_math import NodeMath
 
-__all__ = ["SH_TERMS", "UV_ATTRIBUTE", "sh_attribute", "splat_material"]
+__all__ = ["COLOUR_MODES", "SH_TERMS", "UV_ATTRIBUTE", "sh_attribute", "splat_material"]
 
 UV_ATTRIBUTE = "splat_uv"  # FLOAT_VECTOR per corner: whitened (u, v) and the opacity
 _VERSION = 2
-_ALPHA_MIN, _ALPHA_MAX = 1.0 / 255.0, 0.99
+COLOUR_MODES = ("SCENE", "VIEWER")
+_ALPHA_MIN, _ALPHA_MAX = 1.0 / 255.0, 0.999  # gsplat 1.5's cut-off and cap
 
 _C0 = 0.28209479177387814
 _C1 = 0.4886025119029199
@@ -58,11 +67,14 @@ def sh_attribute(k: int) -> str:
     return f"sh_{k}"
 
 
-def splat_material(degree: int) -> bpy.types.Material:
-    """The shared splat material for SH ``degree`` (0–3), built once per file (rebuilt when old)."""
+def splat_material(degree: int, colours: str = "SCENE") -> bpy.types.Material:
+    """The shared splat material for SH ``degree`` (0–3) and a colour mode (``COLOUR_MODES``), built once
+    per file (rebuilt when old)."""
     if degree not in (0, 1, 2, 3):
         raise ValueError(f"SH degree must be 0-3, got {degree}")
-    name = f"DA3 Splats (SH {degree})"
+    if colours not in COLOUR_MODES:
+        raise ValueError(f"colour mode must be one of {COLOUR_MODES}, got {colours!r}")
+    name = f"DA3 Splats (SH {degree})" + (", viewer colours" if colours == "VIEWER" else "")
     mat = bpy.data.materials.get(name)
     if mat is not None and mat.get("da3_version") == _VERSION:
         return mat
@@ -71,7 +83,7 @@ def splat_material(degree: int) -> bpy.types.Material:
     mat["da3_version"] = _VERSION
     tree = ensure_node_tree(mat)
     tree.nodes.clear()
-    _build(tree, degree)
+    _build(tree, degree, colours == "VIEWER")
     set_material_blend(mat)
     mat.diffuse_color = (0.8, 0.8, 0.8, 1.0)
     if hasattr(mat, "cycles") and hasattr(mat.cycles, "emission_sampling"):
@@ -84,7 +96,7 @@ def _attribute(g: NodeMath, name: str, output: str = "Vector"):
     return node.outputs[output]
 
 
-def _build(tree: bpy.types.NodeTree, degree: int) -> None:
+def _build(tree: bpy.types.NodeTree, degree: int, as_stored: bool) -> None:
     g = NodeMath(tree, x=-2400.0)
     u, v, opacity = g.separate(_attribute(g, UV_ATTRIBUTE))
     peak = g.exp(g.mul(g.add(g.mul(u, u), g.mul(v, v)), -0.5))
@@ -105,7 +117,7 @@ def _build(tree: bpy.types.NodeTree, degree: int) -> None:
         x, y, z = g.separate(direction)
         rgb = g.vtotal([g.scale(sh[k], _basis(g, monomials, (x, y, z), k)) for k in range(len(sh))])
     rgb = g.vmath("MAXIMUM", g.vadd(rgb, (0.5, 0.5, 0.5)), (0.0, 0.0, 0.0))
-    linear = g.combine(*(_srgb_to_linear(g, c) for c in g.separate(rgb)))
+    linear = rgb if as_stored else g.combine(*(_srgb_to_linear(g, c) for c in g.separate(rgb)))
 
     emission = g.node("ShaderNodeEmission")
     g.feed(emission.inputs["Color"], linear)

@@ -8,9 +8,14 @@ import numpy as np
 __all__ = ["psnr", "ssim"]
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two images in [0, 1] (inf when equal)."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+def psnr(a: np.ndarray, b: np.ndarray, floor: float | None = None) -> float:
+    """Peak signal-to-noise ratio in dB of two images in [0, 1] (inf when equal). ``floor``: only over
+    the pixels where either image exceeds it (the subject, not an empty background that agrees)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if floor is not None:
+        where = (a.max(axis=-1) > floor) | (b.max(axis=-1) > floor)
+        a, b = a[where], b[where]
+    mse = float(np.mean((a - b) ** 2)) if a.size else 0.0
     return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
 
 

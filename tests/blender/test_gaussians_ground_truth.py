@@ -2,17 +2,20 @@
 the same file from the same camera.
 
 The reference runs in the engine's Python (``python -m engine render-splats``: gsplat's own projection
-and covariance code, composited by our function that follows gsplat's CUDA rasterizer rules; gsplat's
-CUDA rasterizer where a GPU is lent). Blender renders with Cycles on the CPU: one sample at each pixel's
-centre (a 0.01 px filter, as gsplat samples), no denoiser, the 'Standard' view transform, so a pixel is
-the sRGB colour 3DGS composites.
+and covariance code, composited by our function that follows gsplat's CUDA rasterizer rules, which
+tests/engine/test_render_splats.py checks against that rasterizer where a GPU is lent). Blender renders
+with Cycles on the CPU: one sample at each pixel's centre (a 0.01 px filter, as gsplat samples), no
+denoiser, the view transform the colour mode asks for, read back as stored values.
 
-Threshold: PSNR ≥ 30 dB and SSIM ≥ 0.95 per case. What remains between two correct renderers is
-gsplat's 0.3 px² low-pass dilation, its local-affine projection (we evaluate each ray exactly),
-compositing in sRGB (3DGS) against linear light (Blender), and ordering by centre depth against ordering
-by shell entry; measured, these leave 35–50 dB (see the issue note). Each deliberately wrong import
-(log scales used as scales, quaternion read as x y z w, f_rest read coefficient-major, the opacity logit
-used as the opacity) must fall below 25 dB: clearly apart.
+Threshold, in viewer colours (emitted as stored, Raw view transform: Blender then sums exactly what a
+splat viewer sums): PSNR ≥ 30 dB over the pixels the splats cover (an agreeing black background does
+not count) and SSIM ≥ 0.95 over the image. What remains between the two correct renderers is gsplat's
+0.3 px² low-pass, its SH direction per splat centre (we evaluate per ray) and float rounding; measured
+38.6–54.6 dB and SSIM ≥ 0.991. Each deliberately wrong import (log scales used as scales, quaternion
+read as x y z w, f_rest read coefficient-major, the opacity logit used as the opacity) measured
+4.8–23.1 dB and must stay below 25 dB in every view: clearly apart. Scene colours (the default: linear
+light, Standard view transform) blend soft edges differently by design (≈ 19 dB); only a floor guards
+them.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from .conftest import ENGINE_PYTHON, ROOT
 from .image_metrics import psnr, ssim
 
 PSNR_MIN, SSIM_MIN = 30.0, 0.95
+SCENE_PSNR_MIN = 15.0  # linear-light blending (scene colours) differs at every soft edge by design
 WRONG_PSNR_MAX = 25.0
+FLOOR = 2.0 / 255.0  # PSNR over the pixels the splats cover in either image (not the agreeing black)
 WIDTH, HEIGHT, FOCAL = 96, 72, 90.0
 
 
@@ -122,15 +127,15 @@ def scenes() -> dict[str, tuple[SplatTable, tuple[View, ...]]]:
         np.tile([0.45, 0.05, 0.12], (m, 1)),
         _random_quats(rng, m),
         rng.uniform(0.1, 0.95, (m, 3)),
-        rng.uniform(0.6, 0.95, m),
+        rng.uniform(0.25, 0.75, m),
     )
     m = 6
     view_dependent = _table(
         rng.uniform(-0.8, 0.8, (m, 3)) * (1.0, 0.7, 0.4),
-        rng.uniform(0.15, 0.25, (m, 3)),
+        rng.uniform(0.15, 0.25, (m, 3)) * (1.6, 0.4, 0.8),
         _random_quats(rng, m),
         rng.uniform(0.3, 0.7, (m, 3)),
-        rng.uniform(0.75, 0.95, m),
+        rng.uniform(0.5, 0.9, m),
         rest=(rng.normal(size=(m, 3, 15)) * 0.35).astype(np.float32),
     )
     return {
@@ -198,6 +203,7 @@ def blender_render(sub, scene, obj, view: View, path: Path) -> np.ndarray:
     scene.render.filepath = str(path)
     bpy.ops.render.render(write_still=True)
     image = bpy.data.images.load(str(path))
+    image.colorspace_settings.name = "Non-Color"  # the stored values, whatever the view transform wrote
     try:
         pixels = np.empty(WIDTH * HEIGHT * image.channels, np.float32)
         image.pixels.foreach_get(pixels)
@@ -207,18 +213,19 @@ def blender_render(sub, scene, obj, view: View, path: Path) -> np.ndarray:
     return pixels.reshape(HEIGHT, WIDTH, -1)[::-1, :, :3]
 
 
-def _import(path: Path) -> bpy.types.Object:
-    assert bpy.ops.import_scene.da3_gaussians(filepath=str(path)) == {"FINISHED"}
+def _import(path: Path, colours: str = "VIEWER") -> bpy.types.Object:
+    assert bpy.ops.import_scene.da3_gaussians(filepath=str(path), colours=colours) == {"FINISHED"}
     return bpy.context.view_layer.objects.active
 
 
-def _scores(sub, scene, table: SplatTable, views, tmp_path: Path, reference: dict, tag: str) -> list:
+def _scores(sub, scene, table, views, tmp_path: Path, reference: dict, tag: str, colours="VIEWER") -> list:
     ply = write_splat_table(tmp_path / f"{tag}.ply", table)
-    obj = _import(ply)
+    scene.view_settings.view_transform = "Standard"
+    obj = _import(ply, colours)
     out = []
     for view in views:
         image = blender_render(sub, scene, obj, view, tmp_path / f"{tag}_{view.name}.png")
-        out.append((view.name, psnr(image, reference[view.name]), ssim(image, reference[view.name])))
+        out.append((view.name, psnr(image, reference[view.name], FLOOR), ssim(image, reference[view.name])))
     bpy.data.objects.remove(obj)
     return out
 
@@ -229,8 +236,11 @@ def test_cycles_render_of_the_import_matches_gsplat(clean_scene, sub, tmp_path, 
     _setup_cycles(clean_scene)
     reference = gsplat_render(write_splat_table(tmp_path / "ref.ply", table), views, tmp_path)
     for name, p, s in _scores(sub, clean_scene, table, views, tmp_path, reference, "ours"):
-        print(f"[ground truth] {case:12s} {name:5s} PSNR {p:5.1f} dB  SSIM {s:.3f}")
+        print(f"[ground truth] {case:12s} {name:5s} viewer colours: PSNR {p:5.1f} dB  SSIM {s:.3f}")
         assert p >= PSNR_MIN and s >= SSIM_MIN, (case, name, p, s)
+    for name, p, s in _scores(sub, clean_scene, table, views, tmp_path, reference, "scene", "SCENE"):
+        print(f"[ground truth] {case:12s} {name:5s} scene colours:  PSNR {p:5.1f} dB  SSIM {s:.3f}")
+        assert p >= SCENE_PSNR_MIN, (case, name, p, s)
 
 
 def _wrong_imports(t: SplatTable) -> dict[str, SplatTable]:
@@ -259,11 +269,13 @@ def test_deliberately_wrong_imports_fall_clearly_below_the_threshold(clean_scene
     table, views = scenes()[case]
     _setup_cycles(clean_scene)
     reference = gsplat_render(write_splat_table(tmp_path / "ref.ply", table), views, tmp_path)
+    failures = []
     for mistake, wrong in _wrong_imports(table).items():
         scores = _scores(sub, clean_scene, wrong, views, tmp_path, reference, mistake)
-        worst = min(p for _, p, _ in scores)
-        print(f"[wrong import] {case:12s} {mistake:26s} worst PSNR {worst:5.1f} dB")
-        assert worst < WRONG_PSNR_MAX, (case, mistake, scores)
+        best = max(p for _, p, _ in scores)
+        print(f"[wrong import] {case:12s} {mistake:26s} best view PSNR {best:5.1f} dB")
+        failures.append((mistake, scores)) if best >= WRONG_PSNR_MAX else None
+    assert not failures, (case, failures)
 
 
 def test_round_trip_moved_in_blender_renders_like_the_original(clean_scene, sub, tmp_path):
@@ -296,13 +308,13 @@ def test_round_trip_moved_in_blender_renders_like_the_original(clean_scene, sub,
     (tmp_path / "moved").mkdir()
     moved = gsplat_render(moved_path, tuple(moved_view(v) for v in views), tmp_path / "moved")
     for v in views:
-        p, s = psnr(moved[v.name], reference[v.name]), ssim(moved[v.name], reference[v.name])
+        p, s = psnr(moved[v.name], reference[v.name], FLOOR), ssim(moved[v.name], reference[v.name])
         print(
             f"[round trip] gsplat(moved export, moved camera) vs original {v.name}: PSNR {p:.1f} dB SSIM {s:.3f}"
         )
         assert p >= PSNR_MIN and s >= SSIM_MIN
         image = blender_render(sub, clean_scene, obj, moved_view(v), tmp_path / f"blender_moved_{v.name}.png")
-        p, s = psnr(image, reference[v.name]), ssim(image, reference[v.name])
+        p, s = psnr(image, reference[v.name], FLOOR), ssim(image, reference[v.name])
         print(
             f"[round trip] Cycles(moved object, moved camera) vs original {v.name}: PSNR {p:.1f} dB SSIM {s:.3f}"
         )

@@ -9,7 +9,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "engine"
-TORCH_ALLOWED = ("engine/model/", "engine/pipeline.py", "engine/jobs/", "engine/cli.py")  # DESIGN.md §1
+TORCH_ALLOWED = (
+    "engine/model/",
+    "engine/pipeline.py",
+    "engine/jobs/",
+    "engine/cli.py",
+    "engine/render/",  # splat renders (gsplat and our compositor): engine side only, never Blender
+)  # DESIGN.md §1
 
 
 def _imports(path: Path) -> set[str]:
