@@ -7,6 +7,7 @@ to do: no inputs, a missing model folder, a resolution that is not a multiple of
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -106,16 +107,30 @@ def _model(settings: Mapping[str, Any], prefs: Mapping[str, Any]) -> str:
 
 
 def _gaussian_options(settings: Mapping[str, Any], prefs: Mapping[str, Any]) -> dict[str, Any]:
-    """Gaussians for a still job when asked for and the model has the head (a custom folder: asked
-    for is enough; the engine refuses a checkpoint without the head, saying so)."""
+    """Gaussians for a still job when asked for and the model has the head (giant and nested; for a
+    custom folder, its config says)."""
     if not settings.get("gaussians", False):
         return {}
     choice = settings.get("model", "DEFAULT")
-    if choice != "CUSTOM":
+    if choice == "CUSTOM":
+        if not _folder_has_gaussians(settings.get("custom_model", "")):
+            return {}
+    else:
         key = prefs["default_model"] if choice == "DEFAULT" else choice
         if key not in {m.key for m in models.MODELS} or not models.model_info(key).gaussians:
             return {}
     return {"infer_gs": True, "exports": ("gaussians",)}
+
+
+def _folder_has_gaussians(folder: str) -> bool:
+    """A checkpoint folder's ``config.json`` names a giant network (``da3-giant``, or the nested model
+    built on it): the ones with the Gaussian head. Unreadable: no (the job reports the folder itself)."""
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as fh:
+            name = json.load(fh).get("model_name", "")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(name, str) and "giant" in name.lower()
 
 
 def _options(settings: Mapping[str, Any], prefs: Mapping[str, Any], **extra: Any) -> JobOptions:

@@ -4,6 +4,8 @@ the Gaussians of a reconstruction bundle under its root."""
 
 from __future__ import annotations
 
+import json
+
 import bpy
 import numpy as np
 import pytest
@@ -187,6 +189,15 @@ def test_the_panel_offers_gaussians_only_for_models_with_the_head(clean_scene, s
     assert not small.options.infer_gs and small.options.exports == ()
     off = jobspec.build_request({**base, "model": "DA3_GIANT", "gaussians": False}, prefs, str(tmp_path))
     assert not off.options.infer_gs
+    for name, head in (("da3-small", False), ("da3-giant", True), ("da3nested-giant-large", True)):
+        custom = tmp_path / name
+        custom.mkdir()
+        (custom / "config.json").write_text(json.dumps({"model_name": name}))
+        (custom / "model.safetensors").write_bytes(b"")
+        request = jobspec.build_request(
+            {**base, "model": "CUSTOM", "custom_model": str(custom)}, prefs, str(tmp_path / "out")
+        )
+        assert request.options.infer_gs is head, name
 
 
 def test_world_matrix_of_the_root_is_the_source_frame(clean_scene, sub, tmp_path):
