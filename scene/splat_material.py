@@ -30,7 +30,7 @@ from .node_math import NodeMath
 __all__ = ["COLOUR_MODES", "SH_TERMS", "UV_ATTRIBUTE", "sh_attribute", "splat_material"]
 
 UV_ATTRIBUTE = "splat_uv"  # FLOAT_VECTOR per corner: whitened (u, v) and the opacity
-_VERSION = 2
+_VERSION = 3
 COLOUR_MODES = ("SCENE", "VIEWER")
 _ALPHA_MIN, _ALPHA_MAX = 1.0 / 255.0, 0.999  # gsplat 1.5's cut-off and cap
 
@@ -111,7 +111,9 @@ def _build(tree: bpy.types.NodeTree, degree: int, as_stored: bool) -> None:
         to_object = g.node(
             "ShaderNodeVectorTransform", vector_type="VECTOR", convert_from="WORLD", convert_to="OBJECT"
         )
-        g.feed(to_object.inputs[0], geometry.outputs["Incoming"])
+        g.feed(
+            to_object.inputs["Vector"], geometry.outputs["Incoming"]
+        )  # by name: 5.x puts a hidden input first
         direction = g.vmath("NORMALIZE", g.scale(to_object.outputs[0], -1.0))  # viewer → splat, file frame
         monomials = {(0, 0, 0): 1.0}
         x, y, z = g.separate(direction)
