@@ -53,6 +53,7 @@ CLI_EXPORTS = {
     "glb": "glb",
     "colmap": "colmap",
     "depth": "depth",
+    "splats": "splat_previews",
 }
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -126,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
         default=(),
         metavar="LIST",
         help="comma-separated extras beside reconstruction.npz: ply (points), glb, gs (3D Gaussians, "
-        "giant models), colmap, depth (PNG previews); npz is always written",
+        "giant models), splats (the Gaussians rendered from each view; needs gsplat), colmap, depth (PNG "
+        "previews); npz is always written",
     )
     add("--frames", type=_frame_range, metavar="START:END:STEP", help="frame range (END exclusive)")
     add("--fps", type=float, metavar="F", help="take video frames at this rate instead of every frame")
@@ -171,7 +173,7 @@ def _request(args: argparse.Namespace) -> ReconstructRequest:
         process_res_method=args.process_res_method,
         ref_view_strategy=args.ref_view,
         use_ray_pose=args.ray_pose,
-        infer_gs="gaussians" in args.export,
+        infer_gs=bool({"gaussians", "splat_previews"} & set(args.export)),
         metric=args.metric,
         metric_model=args.metric_model,
         frames=args.frames,

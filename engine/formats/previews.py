@@ -14,7 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["colorize", "depth_preview_rgb", "write_confidence_preview", "write_depth_preview"]
+__all__ = [
+    "colorize",
+    "depth_preview_rgb",
+    "write_confidence_preview",
+    "write_depth_preview",
+    "write_rgb_preview",
+]
 
 # Anchor colours of an inferno-like map at evenly spaced positions 0..1; luminance rises monotonically.
 _ANCHORS = np.array(
@@ -100,3 +106,11 @@ def write_confidence_preview(path: str | os.PathLike, conf: np.ndarray) -> Path:
     if c.ndim != 2:
         raise ValueError(f"confidence preview takes one (H, W) map, got {c.shape}")
     return _save_png(path, colorize(c))
+
+
+def write_rgb_preview(path: str | os.PathLike, rgb: np.ndarray) -> Path:
+    """Write a PNG of one (H, W, 3) float image in 0..1 (display values, e.g. a splat render)."""
+    image = np.asarray(rgb, np.float32)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"an RGB preview takes one (H, W, 3) image, got {image.shape}")
+    return _save_png(path, (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))

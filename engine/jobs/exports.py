@@ -10,6 +10,10 @@ context (to check for cancel between files and to log), and writes with the ``fo
 ``colmap``     colmap/: PINHOLE cameras at the original size, poses, up to ``COLMAP_MAX_POINTS`` seed
                points, and images/: links to plain stills, decoded pixels for everything else
 ``depth``      previews/: depth and confidence PNGs per view
+``splat_previews``  splat_previews/: the predicted Gaussians rendered from each view's camera the way
+               gsplat renders them (``render.splats``: its CUDA rasterizer on a GPU; on a CPU our
+               compositor, up to ``CPU_SPLAT_PREVIEW_LIMIT`` splats); skipped with a warning when
+               gsplat is not installed (everything else in the bundle is unaffected)
 
 A shot (a video solved in chunks, ``shot_job``) keeps no depth maps: its ``JobResult`` carries a
 ``ShotGeometry`` (joined cameras and the reduced cloud) instead of a prediction, and points, glb and
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLMAP_MAX_POINTS",
+    "CPU_SPLAT_PREVIEW_LIMIT",
     "EXPORTERS",
     "NOT_AVAILABLE",
     "SHOT_NOT_AVAILABLE",
@@ -64,7 +69,9 @@ SHOT_NOT_AVAILABLE = {  # exports that need every frame's depth, which a shot do
         "has no depth previews. Leave out the 'depth' export, or pick the frames as images"
     ),
     "gaussians": "3D Gaussians are not made for video shots; leave out the 'gaussians' export",
+    "splat_previews": "3D Gaussians are not made for video shots; leave out the 'splat_previews' export",
 }
+CPU_SPLAT_PREVIEW_LIMIT = 300_000  # our CPU compositor loops over splats: beyond this, a GPU's job
 _LINKABLE = (".jpg", ".jpeg", ".png")  # stills COLMAP tools read as we did (when 8-bit RGB, not rotated)
 
 
@@ -143,6 +150,42 @@ def _export_gaussians(path: Path, r: JobResult, context: Context) -> None:
     write_gaussians_ply(path, g.means, g.scales, g.rotations, g.harmonics, g.opacities)
 
 
+def _export_splat_previews(folder: Path, r: JobResult, context: Context) -> None:
+    _refuse_for_shot("splat_previews", r)
+    g = r.prediction.gaussians
+    if g is None:
+        raise UserError("The model returned no Gaussians: turn on Gaussians (infer_gs) with a giant model.")
+    from ..formats.gaussians_ply import Gaussians
+    from ..formats.previews import write_rgb_preview
+    from ..render.splats import GSPLAT_MISSING, gsplat_available, render_gaussians
+
+    folder.mkdir(exist_ok=True)
+    if not gsplat_available():
+        context.log("warning", f"Splat previews skipped. {GSPLAT_MISSING}")
+        return
+    import torch
+
+    requested = r.request.options.device
+    device = "cuda" if torch.cuda.is_available() and requested in ("auto", "cuda") else requested
+    device = device if str(device).startswith("cuda") and torch.cuda.is_available() else "cpu"
+    if device == "cpu" and len(g.means) > CPU_SPLAT_PREVIEW_LIMIT:
+        context.log(
+            "warning",
+            f"Splat previews skipped: {len(g.means):,} splats is more than the CPU renders in reasonable time "
+            f"({CPU_SPLAT_PREVIEW_LIMIT:,}); a CUDA GPU with gsplat renders any number.",
+        )
+        return
+    gaussians = Gaussians(g.means, g.scales, g.rotations, g.harmonics, g.opacities)
+    h, w = r.image_hw
+    p = r.prediction
+    for i in range(len(p.extrinsics)):
+        context.check_cancel()
+        view = np.eye(4)
+        view[:3, :] = p.extrinsics[i]
+        image = render_gaussians(gaussians, view, p.intrinsics[i], w, h, device=device)
+        write_rgb_preview(folder / f"splats_{i:04d}.png", image)
+
+
 def _export_depth(folder: Path, r: JobResult, context: Context) -> None:
     _refuse_for_shot("depth", r)
     p = r.prediction
@@ -185,6 +228,7 @@ EXPORTERS: dict[str, tuple[str, Callable[[Path, JobResult, Context], list[str] |
     "gaussians": ("gaussians.ply", _export_gaussians),
     "colmap": ("colmap", _export_colmap),
     "depth": ("previews", _export_depth),
+    "splat_previews": ("splat_previews", _export_splat_previews),
 }
 
 

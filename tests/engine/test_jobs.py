@@ -236,6 +236,32 @@ def test_gaussians_from_a_giant_model_go_to_the_bundle_and_a_3dgs_ply(tmp_path):
     assert context.files["gaussians"] == str(tmp_path / "out" / "gaussians.ply")
 
 
+def test_splat_previews_render_the_predicted_gaussians_from_each_view(tmp_path, monkeypatch):
+    pytest.importorskip("gsplat.cuda._torch_impl", reason="gsplat is not installed")
+    from engine.render import splats
+
+    save_images(tmp_path / "in", [(96, 128)] * 2)
+    context = RecordingContext(models={"giant": FakeGiantNet()})
+    req = request([tmp_path / "in"], tmp_path / "out", "giant", infer_gs=True, exports=("splat_previews",))
+    jobs.run_job(req, context)
+    b = read_bundle(tmp_path / "out")
+    files = sorted((tmp_path / "out" / "splat_previews").iterdir())
+    assert [f.name for f in files] == ["splats_0000.png", "splats_0001.png"]
+    image = np.asarray(Image.open(files[0]), np.float32) / 255.0
+    view = np.eye(4)
+    view[:3] = b.extrinsics[0]
+    expected = splats.render_gaussians(b.gaussians, view, b.intrinsics[0], 112, 84)
+    assert image.shape == (84, 112, 3) and image.max() > 0.1
+    np.testing.assert_allclose(image, np.clip(expected, 0, 1), atol=1 / 255 + 1e-6)  # the PNG keeps 0..1
+    # without gsplat the job still succeeds: the previews are skipped with a warning saying what is missing
+    monkeypatch.setattr(splats, "gsplat_available", lambda: False)
+    context = RecordingContext(models={"giant": FakeGiantNet()})
+    req = request([tmp_path / "in"], tmp_path / "out2", "giant", infer_gs=True, exports=("splat_previews",))
+    jobs.run_job(req, context)
+    assert any(e[1] == "warning" and "pip install gsplat" in e[2] for e in context.events if e[0] == "log")
+    assert not list((tmp_path / "out2" / "splat_previews").iterdir())
+
+
 def test_metric_option_refuses_a_model_that_is_not_metric(small_checkpoint, tmp_path):
     save_images(tmp_path / "in", [(96, 128)] * 2)
     req = request(

@@ -31,8 +31,8 @@ __all__ = [
 
 # Optional files a job can write beside the bundle (reconstruction.npz is always written). These names are
 # also the keys of ResultEvent.files, together with "bundle" for reconstruction.npz. "depth" is the folder of
-# depth and confidence PNG previews.
-EXPORTS = ("points", "gaussians", "mesh", "colmap", "glb", "nerfstudio", "depth")
+# depth and confidence PNG previews; "splat_previews" the folder of the Gaussians rendered from each view.
+EXPORTS = ("points", "gaussians", "mesh", "colmap", "glb", "nerfstudio", "depth", "splat_previews")
 PROCESS_RES_METHODS = ("upper_bound_resize", "lower_bound_resize", "upper_bound_crop", "lower_bound_crop")
 REF_VIEW_STRATEGIES = ("saddle_balanced", "saddle_sim_range", "first", "middle")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -152,6 +152,8 @@ class JobOptions(Checked):
             fail("exports", f"lists an export twice: {list(self.exports)}")
         if "gaussians" in self.exports and not self.infer_gs:
             fail("exports", "'gaussians' needs infer_gs=True (the Gaussian head)")
+        if "splat_previews" in self.exports and not self.infer_gs:
+            fail("exports", "'splat_previews' needs infer_gs=True (the Gaussian head)")
         if self.max_points is not None and self.max_points < 1:
             fail("max_points", f"must be at least 1 (or null for no budget), got {self.max_points}")
         if not 0.0 <= self.conf_percentile < 100.0:
