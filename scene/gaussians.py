@@ -108,7 +108,9 @@ def create_gaussians(
     obj["da3_source"] = str(source)
     obj[SOURCE_MATRIX] = _world_now(obj).ravel().tolist()
     obj[COLOURS_KEY] = colours
-    add_gaussians_modifier(obj, splat_material(table.sh_degree, colours), materials.point_color_material())
+    add_gaussians_modifier(
+        obj, table.sh_degree, splat_material(table.sh_degree, colours), materials.point_color_material()
+    )
     return obj
 
 

@@ -27,10 +27,18 @@ import bpy
 from .compat import ensure_node_tree, set_material_blend
 from .node_math import NodeMath
 
-__all__ = ["COLOUR_MODES", "SH_TERMS", "UV_ATTRIBUTE", "sh_attribute", "splat_material"]
+__all__ = [
+    "COLOUR_MODES",
+    "SH_TERMS",
+    "UV_ATTRIBUTE",
+    "pack_attribute",
+    "pack_count",
+    "sh_attribute",
+    "splat_material",
+]
 
 UV_ATTRIBUTE = "splat_uv"  # FLOAT_VECTOR per corner: whitened (u, v) and the opacity
-_VERSION = 3
+_VERSION = 4
 COLOUR_MODES = ("SCENE", "VIEWER")
 _ALPHA_MIN, _ALPHA_MAX = 1.0 / 255.0, 0.999  # gsplat 1.5's cut-off and cap
 
@@ -65,6 +73,18 @@ SH_TERMS: tuple[tuple[tuple[float, tuple[int, int, int]], ...], ...] = (
 def sh_attribute(k: int) -> str:
     """The name of the FLOAT_VECTOR attribute holding SH coefficient ``k`` (r, g, b) of every splat."""
     return f"sh_{k}"
+
+
+def pack_attribute(j: int) -> str:
+    """The FLOAT_COLOR attribute ``j`` the node group packs the SH into for the material: floats
+    4j … 4j+3 of (sh_0.r, sh_0.g, sh_0.b, sh_1.r, …). Four floats per attribute keep degree 3 (48 floats)
+    within EEVEE's limit on the attributes one material reads."""
+    return f"sh_pack_{j}"
+
+
+def pack_count(degree: int) -> int:
+    """How many packed attributes hold the SH of ``degree``."""
+    return -(-3 * (degree + 1) ** 2 // 4)
 
 
 def splat_material(degree: int, colours: str = "SCENE") -> bpy.types.Material:
@@ -103,7 +123,13 @@ def _build(tree: bpy.types.NodeTree, degree: int, as_stored: bool) -> None:
     alpha = g.math("MINIMUM", g.mul(opacity, peak), _ALPHA_MAX)
     alpha = g.mul(alpha, g.math("GREATER_THAN", alpha, _ALPHA_MIN - 1e-7))
 
-    sh = [_attribute(g, sh_attribute(k)) for k in range((degree + 1) ** 2)]
+    floats = []
+    for j in range(pack_count(degree)):
+        node = g.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=pack_attribute(j))
+        parts = g.node("ShaderNodeSeparateColor")
+        g.feed(parts.inputs["Color"], node.outputs["Color"])
+        floats += [parts.outputs[0], parts.outputs[1], parts.outputs[2], node.outputs["Alpha"]]
+    sh = [g.combine(*floats[3 * k : 3 * k + 3]) for k in range((degree + 1) ** 2)]
     if degree == 0:
         rgb = g.scale(sh[0], _C0)
     else:

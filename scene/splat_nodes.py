@@ -28,7 +28,7 @@ import bpy
 
 from .compat import set_modifier_input
 from .node_math import NodeMath
-from .splat_material import UV_ATTRIBUTE
+from .splat_material import UV_ATTRIBUTE, pack_attribute, pack_count, sh_attribute
 
 __all__ = [
     "GAUSSIANS_GROUP",
@@ -41,13 +41,13 @@ __all__ = [
     "gaussians_group",
 ]
 
-GAUSSIANS_GROUP = "DA3 Gaussians"
+GAUSSIANS_GROUP = "DA3 Gaussians"  # + " (SH d)": one group per SH degree
 MODIFIER_NAME = "DA3 Gaussians"
 LOG_SCALE_ATTRIBUTE = "log_scale"  # FLOAT_VECTOR: the file's scale_0..2
 ROTATION_ATTRIBUTE = "rotation"  # QUATERNION: the file's rot_0..3 (w, x, y, z) as stored
 OPACITY_ATTRIBUTE = "opacity"  # FLOAT: the file's opacity logit
 _CENTRE = "splat_centre"  # working attribute: the splat's centre, carried to its triangle's corners
-_VERSION = 2
+_VERSION = 3
 _CUTOFF = math.sqrt(2.0 * math.log(255.0))  # 3.33 σ: beyond it even an opaque splat is under 1/255
 
 SOCKETS = {
@@ -57,13 +57,14 @@ SOCKETS = {
 }
 
 
-def gaussians_group() -> bpy.types.GeometryNodeTree:
-    """The shared node group (built once per file, rebuilt when its version is old)."""
-    group = bpy.data.node_groups.get(GAUSSIANS_GROUP)
+def gaussians_group(degree: int) -> bpy.types.GeometryNodeTree:
+    """The shared node group for splats of SH ``degree`` (built once per file, rebuilt when old)."""
+    name = f"{GAUSSIANS_GROUP} (SH {degree})"
+    group = bpy.data.node_groups.get(name)
     if group is not None and group.get("da3_version") == _VERSION:
         return group
     if group is None:
-        group = bpy.data.node_groups.new(GAUSSIANS_GROUP, "GeometryNodeTree")
+        group = bpy.data.node_groups.new(name, "GeometryNodeTree")
     group["da3_version"] = _VERSION
     group.nodes.clear()
     group.interface.clear()
@@ -77,7 +78,7 @@ def gaussians_group() -> bpy.types.GeometryNodeTree:
     group.interface.new_socket("Splat Material", in_out="INPUT", socket_type="NodeSocketMaterial")
     group.interface.new_socket("Point Material", in_out="INPUT", socket_type="NodeSocketMaterial")
     group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
-    _build(group)
+    _build(group, degree)
     return group
 
 
@@ -125,7 +126,27 @@ def _activations(g: NodeMath):
     return sigma, unit.outputs[0], alpha
 
 
-def _build(group: bpy.types.GeometryNodeTree) -> None:
+def _pack_sh(g: NodeMath, geometry, degree: int):
+    """Store the SH as ``pack_count`` float4 attributes (what the material reads) and drop the
+    per-coefficient vectors, so the triangles carry each value once."""
+    k = (degree + 1) ** 2
+    floats = []
+    for i in range(k):
+        floats += list(g.separate(_named(g, "FLOAT_VECTOR", sh_attribute(i))))
+    floats += [0.0] * (4 * pack_count(degree) - len(floats))
+    for j in range(pack_count(degree)):
+        colour = g.node("FunctionNodeCombineColor")
+        for c in range(4):
+            g.feed(colour.inputs[c], floats[4 * j + c])
+        node = g.node("GeometryNodeStoreNamedAttribute", data_type="FLOAT_COLOR", domain="POINT")
+        node.inputs["Name"].default_value = pack_attribute(j)
+        g.feed(node.inputs["Geometry"], geometry)
+        g.feed(node.inputs["Value"], colour.outputs[0])
+        geometry = node.outputs["Geometry"]
+    return _remove(g, geometry, tuple(sh_attribute(i) for i in range(k)))
+
+
+def _build(group: bpy.types.GeometryNodeTree, degree: int) -> None:
     g = NodeMath(group, x=-2400.0)
     g_in = g.node("NodeGroupInput")
     g_out = g.node("NodeGroupOutput")
@@ -146,6 +167,7 @@ def _build(group: bpy.types.GeometryNodeTree) -> None:
     g.feed(culled.inputs["Geometry"], g_in.outputs["Geometry"])
     g.feed(culled.inputs["Selection"], hidden)
     points = _store(g, culled.outputs["Geometry"], "FLOAT_VECTOR", _CENTRE, centre)
+    points = _pack_sh(g, points, degree)
 
     # one triangle per splat: the circle of radius 3.33 in whitened 2D coordinates, circumscribed
     triangle = g.node("GeometryNodeMeshCircle", fill_type="NGON")
@@ -218,11 +240,11 @@ def _build(group: bpy.types.GeometryNodeTree) -> None:
 
 
 def add_gaussians_modifier(
-    obj: bpy.types.Object, splat_material: bpy.types.Material, point_material: bpy.types.Material
+    obj: bpy.types.Object, degree: int, splat_material: bpy.types.Material, point_material: bpy.types.Material
 ) -> bpy.types.NodesModifier:
-    """Add the "DA3 Gaussians" modifier to ``obj`` with its two materials."""
+    """Add the "DA3 Gaussians" modifier for splats of SH ``degree`` to ``obj`` with its two materials."""
     modifier = obj.modifiers.new(MODIFIER_NAME, "NODES")
-    modifier.node_group = gaussians_group()
+    modifier.node_group = gaussians_group(int(degree))
     set_modifier_input(modifier, "Splat Material", splat_material)
     set_modifier_input(modifier, "Point Material", point_material)
     return modifier

@@ -45,7 +45,7 @@ def test_import_of_each_layout_holds_the_file_values(clean_scene, sub, tmp_path,
     assert len(obj.data.vertices) == len(table)
     assert _same(gaussians.splats_of(obj), table)
     modifier = obj.modifiers["DA3 Gaussians"]
-    assert modifier.node_group.name == "DA3 Gaussians"
+    assert modifier.node_group.name == f"DA3 Gaussians (SH {degree})"
     assert bpy.data.materials.get(f"DA3 Splats (SH {degree})") is not None
     assert clean_scene.cycles.transparent_max_bounces >= 128
 
