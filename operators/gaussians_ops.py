@@ -8,8 +8,6 @@ with a message and change nothing.
 
 from __future__ import annotations
 
-import os
-
 import bpy
 import numpy as np
 from bpy.props import EnumProperty, StringProperty
@@ -52,26 +50,21 @@ class DA3_OT_import_gaussians(bpy.types.Operator, ImportHelper):
     colours: EnumProperty(name="Colours", items=COLOUR_ITEMS, default="SCENE")
 
     def execute(self, context):
-        from ..engine.formats.gaussians_ply import read_splat_table
         from ..engine.formats.ply import PlyError
-        from ..scene.gaussians import create_gaussians, prepare_scene, set_splat_colours
+        from ..scene.gaussians import GAUSSIANS_TAG, import_splat_file, prepare_scene, set_splat_colours
 
         path = bpy.path.abspath(self.filepath)
         try:
-            table = read_splat_table(path)
+            obj = import_splat_file(path, context.collection, colours=self.colours)
         except (PlyError, OSError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        if len(table) == 0:
-            self.report({"ERROR"}, f"{path} holds no splats; nothing was imported")
-            return {"CANCELLED"}
-        name = os.path.splitext(os.path.basename(path))[0] or "Gaussians"
-        obj = create_gaussians(name, table, context.collection, source=path, colours=self.colours)
         for other in context.view_layer.objects:
             other.select_set(False)
         obj.select_set(True)
         context.view_layer.objects.active = obj
-        self.report({"INFO"}, f"Imported {len(table):,} splats (SH degree {table.sh_degree}) from {path}")
+        count, degree = len(obj.data.vertices), obj[GAUSSIANS_TAG]
+        self.report({"INFO"}, f"Imported {count:,} splats (SH degree {degree}) from {path}")
         for note in (prepare_scene(context.scene), set_splat_colours(obj, self.colours, context.scene)):
             if note:
                 self.report({"INFO"}, note)

@@ -2,7 +2,7 @@
 
 The mesh keeps what a 3DGS PLY stores, unchanged (``SplatTable``): positions, ``log_scale``, the
 ``rotation`` quaternion as written, the ``opacity`` logit and one ``sh_k`` colour vector per SH
-coefficient; plus a linear ``Color`` (the head-on colour) for the viewport points. The "DA3 Gaussians"
+coefficient. The "DA3 Gaussians"
 modifier (``splat_nodes``) makes the renderable splats from them. Deleting vertices in Edit Mode crops
 the splats; moving, turning and scaling the object (or its parent) moves them, and the export applies
 that transform to the stored values (``engine.geometry.splat_transform``), so the file written opens in
@@ -11,21 +11,24 @@ other splat tools where the splats were in Blender. Bulk reads and writes only (
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import bpy
 import numpy as np
 
-from ..engine.formats.gaussians_ply import SplatTable
+from ..engine.formats.gaussians_ply import SplatTable, read_splat_table, splat_file_degree
+from ..engine.formats.ply import PlyError
 from ..engine.geometry.splat_transform import is_identity, transform_splats
-from . import materials
 from .compat import set_modifier_input
-from .points import COLOR_ATTRIBUTE, srgb_to_linear
-from .splat_material import COLOUR_MODES, sh_attribute, splat_material
+from .splat_material import COLOUR_MODES, sh_attribute, splat_material, splat_point_material
 from .splat_nodes import (
     LOG_SCALE_ATTRIBUTE,
     MODIFIER_NAME,
     OPACITY_ATTRIBUTE,
     ROTATION_ATTRIBUTE,
     add_gaussians_modifier,
+    gaussians_group,
 )
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "SOURCE_MATRIX",
     "COLOURS_KEY",
     "create_gaussians",
+    "import_splat_file",
     "set_splat_colours",
     "prepare_scene",
     "export_matrix",
@@ -45,20 +49,11 @@ __all__ = [
 GAUSSIANS_TAG = "da3_gaussians"  # object property: the SH degree its mesh holds
 COLOURS_KEY = "da3_splat_colours"  # object property: the colour mode (splat_material.COLOUR_MODES)
 SOURCE_MATRIX = "da3_source_matrix"  # object property: its world matrix when made (16 floats, rows)
-_SH_C0 = 0.28209479177387814
 
 
 def is_gaussians(obj: bpy.types.Object | None) -> bool:
     """True for an object made by ``create_gaussians`` (a mesh with the splat attributes)."""
     return obj is not None and obj.type == "MESH" and GAUSSIANS_TAG in obj
-
-
-def _base_color(sh: np.ndarray) -> np.ndarray:
-    """Linear RGBA of the head-on colour (0.5 + C0·f_dc, the 3DGS DC colour, as sRGB)."""
-    srgb = np.clip(0.5 + _SH_C0 * sh[:, :, 0], 0.0, 1.0)
-    rgba = np.ones((len(sh), 4), np.float32)
-    rgba[:, :3] = srgb_to_linear(np.round(srgb * 255.0).astype(np.uint8))
-    return rgba
 
 
 def _write(mesh: bpy.types.Mesh, table: SplatTable) -> None:
@@ -82,9 +77,6 @@ def _write(mesh: bpy.types.Mesh, table: SplatTable) -> None:
         new(sh_attribute(i), "FLOAT_VECTOR", "POINT").data.foreach_set(
             "vector", np.ascontiguousarray(sh[:, :, i]).ravel()
         )
-    color = mesh.color_attributes.new(COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT")
-    color.data.foreach_set("color", _base_color(sh).ravel())
-    mesh.color_attributes.active_color = color
     mesh.update()
 
 
@@ -109,9 +101,45 @@ def create_gaussians(
     obj[SOURCE_MATRIX] = _world_now(obj).ravel().tolist()
     obj[COLOURS_KEY] = colours
     add_gaussians_modifier(
-        obj, table.sh_degree, splat_material(table.sh_degree, colours), materials.point_color_material()
+        obj, table.sh_degree, splat_material(table.sh_degree, colours), splat_point_material()
     )
     return obj
+
+
+def import_splat_file(
+    path: str, collection: bpy.types.Collection, *, colours: str = "SCENE", name: str = ""
+) -> bpy.types.Object:
+    """Read a 3DGS PLY and make its Gaussians object. The file is read in a worker thread (numpy copies
+    run without the GIL) while this thread builds the node group and materials for the degree the header
+    names, so a first import costs about the larger of the two, not their sum. A file that cannot be read
+    raises ``PlyError``/``OSError`` and leaves nothing behind (datablocks made meanwhile are removed)."""
+    before = {*bpy.data.node_groups.keys()}, {*bpy.data.materials.keys()}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reading = pool.submit(read_splat_table, path)
+        degree = splat_file_degree(path)
+        try:
+            if degree is not None:
+                gaussians_group(degree)
+                splat_material(degree, colours)
+                splat_point_material()
+        finally:
+            try:
+                table = reading.result()
+            except Exception:
+                _remove_new(*before)
+                raise
+    if len(table) == 0:
+        _remove_new(*before)
+        raise PlyError(f"{path} holds no splats; nothing was imported")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return create_gaussians(name or stem or "Gaussians", table, collection, source=path, colours=colours)
+
+
+def _remove_new(groups: set[str], materials: set[str]) -> None:
+    for group in [g for g in bpy.data.node_groups if g.name not in groups and g.users == 0]:
+        bpy.data.node_groups.remove(group)
+    for material in [m for m in bpy.data.materials if m.name not in materials and m.users == 0]:
+        bpy.data.materials.remove(material)
 
 
 def set_splat_colours(obj: bpy.types.Object, colours: str, scene: bpy.types.Scene) -> str | None:

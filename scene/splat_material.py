@@ -111,6 +111,29 @@ def splat_material(degree: int, colours: str = "SCENE") -> bpy.types.Material:
     return mat
 
 
+def splat_point_material() -> bpy.types.Material:
+    """The viewport points' material: each splat's head-on colour (0.5 + C0·f_dc, as sRGB) emitted, read
+    straight from ``sh_0`` (no extra colour attribute to write on import)."""
+    name = "DA3 Splat Points"
+    mat = bpy.data.materials.get(name)
+    if mat is not None and mat.get("da3_version") == _VERSION:
+        return mat
+    if mat is None:
+        mat = bpy.data.materials.new(name)
+    mat["da3_version"] = _VERSION
+    tree = ensure_node_tree(mat)
+    tree.nodes.clear()
+    g = NodeMath(tree, x=-800.0)
+    rgb = g.vadd(g.scale(_attribute(g, sh_attribute(0)), _C0), (0.5, 0.5, 0.5))
+    rgb = g.vmath("MINIMUM", g.vmath("MAXIMUM", rgb, (0.0, 0.0, 0.0)), (1.0, 1.0, 1.0))
+    emission = g.node("ShaderNodeEmission")
+    g.feed(emission.inputs["Color"], g.combine(*(_srgb_to_linear(g, c) for c in g.separate(rgb))))
+    out = g.node("ShaderNodeOutputMaterial")
+    g.feed(out.inputs["Surface"], emission.outputs[0])
+    mat.diffuse_color = (0.8, 0.8, 0.8, 1.0)
+    return mat
+
+
 def _attribute(g: NodeMath, name: str, output: str = "Vector"):
     node = g.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=name)
     return node.outputs[output]

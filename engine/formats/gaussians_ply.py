@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .ply import PlyError, read_ply_vertices, write_vertex_table
+from .ply import PlyError, read_ply_header, read_ply_vertices, write_vertex_table
 
 __all__ = [
     "Gaussians",
     "SplatTable",
     "read_gaussians_ply",
     "read_splat_table",
+    "splat_file_degree",
     "write_gaussians_ply",
     "write_splat_table",
 ]
@@ -195,6 +196,19 @@ def _refuse_non_finite(path, data: np.ndarray, names: list[str]) -> None:
             f"{path}: {int(bad.sum())} of {data.shape[0]} splats hold NaN or infinite values ({shown}); "
             "nothing was imported. Export the splats again, or remove those splats in the tool that made them."
         )
+
+
+def splat_file_degree(path: str | os.PathLike) -> int | None:
+    """The SH degree a 3DGS PLY holds, from its header alone (None: not a splat file we read)."""
+    try:
+        element = read_ply_header(path).element("vertex")
+    except (OSError, PlyError):
+        return None
+    if element is None:
+        return None
+    names = [name for name, _ in element[2]]
+    rest = len(_sorted_indexed(names, "f_rest_"))
+    return {0: 0, 9: 1, 24: 2, 45: 3}.get(rest) if "f_dc_0" in names else None
 
 
 def read_gaussians_ply(path: str | os.PathLike) -> Gaussians:

@@ -10,6 +10,7 @@ edges) are ignored; elements before them are skipped when their size can be comp
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -177,7 +178,11 @@ def read_ply_vertices(path: str | os.PathLike, *, mapped: bool = False) -> np.nd
     if size < need:
         raise PlyError(f"{path}: file is truncated ({size} bytes, the vertices need {need})")
     if mapped and dtype.isnative and count > 0:
-        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,))
+        with open(path, "rb") as fh:
+            view = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        if hasattr(view, "madvise") and hasattr(mmap, "MADV_WILLNEED"):
+            view.madvise(mmap.MADV_WILLNEED)  # read ahead: far fewer page faults on a file not yet cached
+        return np.frombuffer(view, dtype=dtype, count=count, offset=offset)
     with open(path, "rb") as fh:
         fh.seek(offset)
         data = np.fromfile(fh, dtype=dtype, count=count)

@@ -84,10 +84,14 @@ def test_bad_files_import_nothing_and_say_why(clean_scene, tmp_path, damage, mes
     else:
         raw = path.read_bytes()
         path.write_bytes(raw[: len(raw) - 100])
-    before = (len(bpy.data.objects), len(bpy.data.meshes))
+
+    def datablocks():
+        return [len(c) for c in (bpy.data.objects, bpy.data.meshes, bpy.data.node_groups, bpy.data.materials)]
+
+    before = datablocks()
     with pytest.raises(RuntimeError, match=message):
         bpy.ops.import_scene.da3_gaussians(filepath=str(path))
-    assert (len(bpy.data.objects), len(bpy.data.meshes)) == before
+    assert datablocks() == before  # not even the node group and materials built while it was read
 
 
 def test_unchanged_import_exports_the_same_file_content(clean_scene, tmp_path):
