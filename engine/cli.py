@@ -382,20 +382,97 @@ def info(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def _rgb(text: str) -> tuple[float, float, float]:
+    """``r,g,b`` (three numbers) → a tuple, for ``--background``."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not r,g,b (three numbers, such as 1,1,1)")
+    return values
+
+
+def _degree(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an SH degree (0, 1, 2 or 3)")
+    return int(text)
+
+
+def read_splat_cameras(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The cameras of ``render-splats``: a JSON list of ``{"name", "viewmat", "K", "width", "height"}``
+    (viewmat 4×4 world → camera with OpenCV axes, K 3×3 in pixels), checked; numbers become numpy arrays.
+    A camera that is not usable raises ``ValueError`` naming it and what is wrong."""
+    import json
+
+    import numpy as np
+
+    cameras = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(cameras, list) or not cameras:
+        raise ValueError(f"{path}: expected a non-empty JSON list of cameras")
+    checked, names = [], set()
+    for i, cam in enumerate(cameras):
+        where = f"{path}: camera {i}"
+        missing = [
+            k
+            for k in ("name", "viewmat", "K", "width", "height")
+            if not isinstance(cam, dict) or k not in cam
+        ]
+        if missing:
+            raise ValueError(f"{where} lacks {', '.join(missing)}")
+        name = cam["name"]
+        if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\:"):
+            raise ValueError(f"{where}: name {name!r} is not usable as a file name")
+        if name in names:
+            raise ValueError(f"{where}: name {name!r} is used twice (the second would overwrite the first)")
+        names.add(name)
+        try:
+            view = np.asarray(cam["viewmat"], np.float64)
+            K = np.asarray(cam["K"], np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} ({name}): viewmat and K must be arrays of numbers") from None
+        if (
+            view.shape != (4, 4)
+            or K.shape != (3, 3)
+            or not (np.isfinite(view).all() and np.isfinite(K).all())
+        ):
+            raise ValueError(f"{where} ({name}): viewmat must be 4x4 and K 3x3, finite numbers")
+        size = [cam["width"], cam["height"]]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in size) or not all(
+            float(v).is_integer() and v > 0 for v in size
+        ):
+            raise ValueError(f"{where} ({name}): width and height must be whole numbers of pixels above 0")
+        checked.append({"name": name, "viewmat": view, "K": K, "width": int(size[0]), "height": int(size[1])})
+    return checked
+
+
 def render_splats(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m engine render-splats",
-        description="Render a 3D Gaussian PLY from cameras, as gsplat renders it.",
+        description="Render a 3D Gaussian PLY from cameras, as gsplat renders it (needs gsplat).",
     )
     parser.add_argument("ply", help="a 3DGS PLY (Inria layout)")
-    parser.add_argument("--cameras", required=True, help="JSON list of {name, viewmat, K, width, height}")
-    parser.add_argument("--out", required=True, help="folder for <name>.npy and <name>.png")
-    parser.add_argument("--sh-degree", type=int, default=None, help="highest SH degree to use (default: all)")
-    parser.add_argument("--background", default=None, help="r,g,b in 0..1 (default: black)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (gsplat's CUDA rasterizer)")
+    parser.add_argument(
+        "--cameras",
+        required=True,
+        metavar="CAMERAS.json",
+        help="JSON list of {name, viewmat (4x4 world->camera, OpenCV axes), K (3x3 pixels), width, height}",
+    )
+    parser.add_argument("--out", required=True, metavar="FOLDER", help="folder for <name>.npy and <name>.png")
+    parser.add_argument(
+        "--sh-degree", type=_degree, default=None, metavar="N", help="highest SH degree to use (default: all)"
+    )
+    parser.add_argument(
+        "--background",
+        type=_rgb,
+        default=None,
+        metavar="R,G,B",
+        help="colour behind the splats (default: black)",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, or cuda (gsplat's CUDA rasterizer where it loads)"
+    )
     args = parser.parse_args(argv)
-    import json
-
     import numpy as np
 
     from .formats.gaussians_ply import read_gaussians_ply
@@ -403,30 +480,32 @@ def render_splats(argv: list[str]) -> int:
     from .render.splats import render_gaussians
 
     try:
-        background = None if args.background is None else tuple(float(v) for v in args.background.split(","))
-        cameras = json.loads(Path(args.cameras).read_text())
+        cameras = read_splat_cameras(args.cameras)
         gaussians = read_gaussians_ply(args.ply)
-    except (OSError, ValueError, PlyError) as exc:
+    except (OSError, ValueError, PlyError) as exc:  # JSONDecodeError is a ValueError
         print(f"render-splats: {exc}", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     try:
+        out.mkdir(parents=True, exist_ok=True)
         for cam in cameras:
             image = render_gaussians(
                 gaussians,
-                np.asarray(cam["viewmat"], np.float64),
-                np.asarray(cam["K"], np.float64),
-                int(cam["width"]),
-                int(cam["height"]),
+                cam["viewmat"],
+                cam["K"],
+                cam["width"],
+                cam["height"],
                 sh_degree=args.sh_degree,
-                background=background,
+                background=args.background,
                 device=args.device,
             )
             np.save(out / f"{cam['name']}.npy", image)
             _write_png(out / f"{cam['name']}.png", image)
     except UserError as exc:
         print(f"render-splats: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        print(f"render-splats: {explain(exc)}", file=sys.stderr)
         return EXIT_FAILED
     print(f"rendered {len(cameras)} view(s) of {len(gaussians):,} splats into {out}")
     return EXIT_OK
