@@ -6,23 +6,33 @@ import bpy
 
 from .compat import ensure_node_tree
 
-__all__ = ["POINT_MATERIAL", "point_color_material"]
+__all__ = ["POINT_MATERIAL", "material_to_build", "point_color_material"]
 
 POINT_MATERIAL = "DA3 Point Color"
 _VERSION = 1
 
 
+def material_to_build(name: str, version: int) -> tuple[bpy.types.Material, bpy.types.NodeTree | None]:
+    """The shared material ``name`` and, when it is missing or older than ``version``, its emptied node
+    tree to build (None: it is up to date). One material per purpose per file, rebuilt in place."""
+    mat = bpy.data.materials.get(name)
+    if mat is not None and mat.get("da3_version") == version:
+        return mat, None
+    if mat is None:
+        mat = bpy.data.materials.new(name)
+    mat["da3_version"] = version
+    tree = ensure_node_tree(mat)
+    tree.nodes.clear()
+    mat.diffuse_color = (0.8, 0.8, 0.8, 1.0)
+    return mat, tree
+
+
 def point_color_material(color_attribute: str = "Color") -> bpy.types.Material:
     """An unlit material that emits the point's ``color_attribute`` (so the cloud looks like the photos
     whatever the scene's lights); shared by every imported cloud, rebuilt if its version is old."""
-    mat = bpy.data.materials.get(POINT_MATERIAL)
-    if mat is not None and mat.get("da3_version") == _VERSION:
+    mat, tree = material_to_build(POINT_MATERIAL, _VERSION)
+    if tree is None:
         return mat
-    if mat is None:
-        mat = bpy.data.materials.new(POINT_MATERIAL)
-    mat["da3_version"] = _VERSION
-    tree = ensure_node_tree(mat)
-    tree.nodes.clear()
     attr = tree.nodes.new("ShaderNodeAttribute")
     attr.attribute_type = "GEOMETRY"
     attr.attribute_name = color_attribute
@@ -34,5 +44,4 @@ def point_color_material(color_attribute: str = "Color") -> bpy.types.Material:
     out.location = (100, 0)
     tree.links.new(attr.outputs["Color"], emit.inputs["Color"])
     tree.links.new(emit.outputs["Emission"], out.inputs["Surface"])
-    mat.diffuse_color = (0.8, 0.8, 0.8, 1.0)
     return mat

@@ -11,7 +11,14 @@ import bpy
 
 from .compat import set_modifier_input
 
-__all__ = ["MODIFIER_NAME", "POINTS_GROUP", "SOCKETS", "add_point_cloud_modifier", "point_cloud_group"]
+__all__ = [
+    "MODIFIER_NAME",
+    "POINTS_GROUP",
+    "SOCKETS",
+    "add_point_cloud_modifier",
+    "group_to_build",
+    "point_cloud_group",
+]
 
 POINTS_GROUP = "DA3 Points"
 MODIFIER_NAME = "DA3 Points"
@@ -24,23 +31,39 @@ SOCKETS = {
 }
 
 
-def point_cloud_group(rank_attribute: str = "confidence_rank") -> bpy.types.GeometryNodeTree:
-    """The shared node group (built once per file, rebuilt when its version is old)."""
-    group = bpy.data.node_groups.get(POINTS_GROUP)
-    if group is not None and group.get("da3_version") == _VERSION:
-        return group
+def group_to_build(
+    name: str, version: int, sockets: dict, materials: tuple[str, ...]
+) -> tuple[bpy.types.GeometryNodeTree, bool]:
+    """The shared Geometry Nodes group ``name`` and whether it must be built (missing or older than
+    ``version``: then emptied, with its interface made anew: Geometry in, the ``sockets`` inputs
+    (name → (type, default, min or None, max, description)), one material input per name in
+    ``materials``, Geometry out)."""
+    group = bpy.data.node_groups.get(name)
+    if group is not None and group.get("da3_version") == version:
+        return group, False
     if group is None:
-        group = bpy.data.node_groups.new(POINTS_GROUP, "GeometryNodeTree")
-    group["da3_version"] = _VERSION
+        group = bpy.data.node_groups.new(name, "GeometryNodeTree")
+    group["da3_version"] = version
     group.nodes.clear()
     group.interface.clear()
     group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
-    for name, (kind, default, low, high, description) in SOCKETS.items():
-        socket = group.interface.new_socket(name, in_out="INPUT", socket_type=kind)
-        socket.default_value, socket.min_value, socket.max_value = default, low, high
+    for socket_name, (kind, default, low, high, description) in sockets.items():
+        socket = group.interface.new_socket(socket_name, in_out="INPUT", socket_type=kind)
+        socket.default_value = default
+        if low is not None:
+            socket.min_value, socket.max_value = low, high
         socket.description = description
-    group.interface.new_socket("Material", in_out="INPUT", socket_type="NodeSocketMaterial")
+    for material in materials:
+        group.interface.new_socket(material, in_out="INPUT", socket_type="NodeSocketMaterial")
     group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    return group, True
+
+
+def point_cloud_group(rank_attribute: str = "confidence_rank") -> bpy.types.GeometryNodeTree:
+    """The shared node group (built once per file, rebuilt when its version is old)."""
+    group, build = group_to_build(POINTS_GROUP, _VERSION, SOCKETS, ("Material",))
+    if not build:
+        return group
 
     n, link = group.nodes, group.links.new
     g_in, g_out = n.new("NodeGroupInput"), n.new("NodeGroupOutput")

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import bpy
 
-from .compat import ensure_node_tree, set_material_blend
+from .compat import set_material_blend
+from .materials import material_to_build
 from .node_math import NodeMath
 
 __all__ = [
@@ -95,17 +96,11 @@ def splat_material(degree: int, colours: str = "SCENE") -> bpy.types.Material:
     if colours not in COLOUR_MODES:
         raise ValueError(f"colour mode must be one of {COLOUR_MODES}, got {colours!r}")
     name = f"DA3 Splats (SH {degree})" + (", viewer colours" if colours == "VIEWER" else "")
-    mat = bpy.data.materials.get(name)
-    if mat is not None and mat.get("da3_version") == _VERSION:
+    mat, tree = material_to_build(name, _VERSION)
+    if tree is None:
         return mat
-    if mat is None:
-        mat = bpy.data.materials.new(name)
-    mat["da3_version"] = _VERSION
-    tree = ensure_node_tree(mat)
-    tree.nodes.clear()
     _build(tree, degree, colours == "VIEWER")
     set_material_blend(mat)
-    mat.diffuse_color = (0.8, 0.8, 0.8, 1.0)
     if hasattr(mat, "cycles") and hasattr(mat.cycles, "emission_sampling"):
         mat.cycles.emission_sampling = "NONE"
     return mat
@@ -114,15 +109,9 @@ def splat_material(degree: int, colours: str = "SCENE") -> bpy.types.Material:
 def splat_point_material() -> bpy.types.Material:
     """The viewport points' material: each splat's head-on colour (0.5 + C0·f_dc, as sRGB) emitted, read
     straight from ``sh_0`` (no extra colour attribute to write on import)."""
-    name = "DA3 Splat Points"
-    mat = bpy.data.materials.get(name)
-    if mat is not None and mat.get("da3_version") == _VERSION:
+    mat, tree = material_to_build("DA3 Splat Points", _VERSION)
+    if tree is None:
         return mat
-    if mat is None:
-        mat = bpy.data.materials.new(name)
-    mat["da3_version"] = _VERSION
-    tree = ensure_node_tree(mat)
-    tree.nodes.clear()
     g = NodeMath(tree, x=-800.0)
     rgb = g.vadd(g.scale(_attribute(g, sh_attribute(0)), _C0), (0.5, 0.5, 0.5))
     rgb = g.vmath("MINIMUM", g.vmath("MAXIMUM", rgb, (0.0, 0.0, 0.0)), (1.0, 1.0, 1.0))
@@ -130,7 +119,6 @@ def splat_point_material() -> bpy.types.Material:
     g.feed(emission.inputs["Color"], g.combine(*(_srgb_to_linear(g, c) for c in g.separate(rgb))))
     out = g.node("ShaderNodeOutputMaterial")
     g.feed(out.inputs["Surface"], emission.outputs[0])
-    mat.diffuse_color = (0.8, 0.8, 0.8, 1.0)
     return mat
 
 

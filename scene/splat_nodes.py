@@ -28,6 +28,7 @@ import bpy
 
 from .compat import set_modifier_input
 from .node_math import NodeMath
+from .nodes import group_to_build
 from .splat_material import UV_ATTRIBUTE, pack_attribute, pack_count, sh_attribute
 
 __all__ = [
@@ -59,25 +60,10 @@ SOCKETS = {
 
 def gaussians_group(degree: int) -> bpy.types.GeometryNodeTree:
     """The shared node group for splats of SH ``degree`` (built once per file, rebuilt when old)."""
-    name = f"{GAUSSIANS_GROUP} (SH {degree})"
-    group = bpy.data.node_groups.get(name)
-    if group is not None and group.get("da3_version") == _VERSION:
+    materials = ("Splat Material", "Point Material")
+    group, build = group_to_build(f"{GAUSSIANS_GROUP} (SH {degree})", _VERSION, SOCKETS, materials)
+    if not build:
         return group
-    if group is None:
-        group = bpy.data.node_groups.new(name, "GeometryNodeTree")
-    group["da3_version"] = _VERSION
-    group.nodes.clear()
-    group.interface.clear()
-    group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
-    for name, (kind, default, low, high, description) in SOCKETS.items():
-        socket = group.interface.new_socket(name, in_out="INPUT", socket_type=kind)
-        socket.default_value = default
-        if low is not None:
-            socket.min_value, socket.max_value = low, high
-        socket.description = description
-    group.interface.new_socket("Splat Material", in_out="INPUT", socket_type="NodeSocketMaterial")
-    group.interface.new_socket("Point Material", in_out="INPUT", socket_type="NodeSocketMaterial")
-    group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     _build(group, degree)
     return group
 
