@@ -2,9 +2,8 @@
 
 The mesh keeps what a 3DGS PLY stores, unchanged (``SplatTable``): positions, ``log_scale``, the
 ``rotation`` quaternion as written, the ``opacity`` logit and one ``sh_k`` colour vector per SH
-coefficient. The "DA3 Gaussians"
-modifier (``splat_nodes``) makes the renderable splats from them. Deleting vertices in Edit Mode crops
-the splats; moving, turning and scaling the object (or its parent) moves them, and the export applies
+coefficient. The "DA3 Gaussians" modifier (``splat_nodes``) makes the renderable splats from them.
+Deleting vertices in Edit Mode crops the splats; moving, turning and scaling the object (or its parent) moves them, and the export applies
 that transform to the stored values (``engine.geometry.splat_transform``), so the file written opens in
 other splat tools where the splats were in Blender. Bulk reads and writes only (``foreach_get/set``).
 """
@@ -32,16 +31,16 @@ from .splat_nodes import (
 )
 
 __all__ = [
+    "COLOURS_KEY",
     "GAUSSIANS_TAG",
     "SOURCE_MATRIX",
-    "COLOURS_KEY",
     "create_gaussians",
-    "import_splat_file",
-    "set_splat_colours",
-    "prepare_scene",
     "export_matrix",
+    "import_splat_file",
     "is_gaussians",
     "keep_splats",
+    "prepare_scene",
+    "set_splat_colours",
     "splats_of",
     "transformed_splats",
 ]
