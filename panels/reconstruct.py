@@ -17,7 +17,7 @@ from ..operators import runtime
 from ..operators.reconstruct import why_not_ready
 from ..session import models
 from ..session.inputs import count_folder_images
-from .sidebar import Sidebar, property_column
+from .sidebar import Sidebar, draw_modifier_inputs, nodes_modifier, property_column
 
 __all__ = ["CLASSES", "register", "unregister"]
 
@@ -161,10 +161,7 @@ class VIEW3D_PT_da3_import(Sidebar, bpy.types.Panel):
 def _points_modifier(obj):
     from ..scene.nodes import MODIFIER_NAME
 
-    if obj is None or obj.type != "MESH":
-        return None
-    modifier = obj.modifiers.get(MODIFIER_NAME)
-    return modifier if modifier is not None and modifier.node_group is not None else None
+    return nodes_modifier(obj, MODIFIER_NAME)
 
 
 class VIEW3D_PT_da3_display(Sidebar, bpy.types.Panel):
@@ -177,16 +174,10 @@ class VIEW3D_PT_da3_display(Sidebar, bpy.types.Panel):
         return _points_modifier(context.active_object) is not None
 
     def draw(self, context):
-        from ..scene.compat import modifier_input_owner
-
         layout = self.layout
         obj = context.active_object
-        modifier = _points_modifier(obj)
         layout.label(text=obj.name, icon="POINTCLOUD_DATA")
-        col = property_column(layout)
-        for name in ("Point Size", "Min Confidence"):
-            data, prop = modifier_input_owner(modifier, name)
-            col.prop(data, prop, text=name)
+        draw_modifier_inputs(layout, _points_modifier(obj), ("Point Size", "Min Confidence"))
 
 
 class VIEW3D_PT_da3_gaussians(Sidebar, bpy.types.Panel):
@@ -201,20 +192,15 @@ class VIEW3D_PT_da3_gaussians(Sidebar, bpy.types.Panel):
         return is_gaussians(context.active_object)
 
     def draw(self, context):
-        from ..scene.compat import modifier_input_owner
+        from ..scene.gaussians import COLOURS_KEY
         from ..scene.splat_nodes import MODIFIER_NAME
 
         layout = self.layout
         obj = context.active_object
         layout.label(text=f"{obj.name}: {len(obj.data.vertices):,} splats", icon="OUTLINER_OB_POINTCLOUD")
-        modifier = obj.modifiers.get(MODIFIER_NAME)
-        if modifier is not None and modifier.node_group is not None:
-            col = property_column(layout)
-            for name in ("Viewport Splats", "Point Size", "Min Opacity"):
-                data, prop = modifier_input_owner(modifier, name)
-                col.prop(data, prop, text=name)
-        from ..scene.gaussians import COLOURS_KEY
-
+        modifier = nodes_modifier(obj, MODIFIER_NAME)
+        if modifier is not None:
+            draw_modifier_inputs(layout, modifier, ("Viewport Splats", "Point Size", "Min Opacity"))
         current = obj.get(COLOURS_KEY, "SCENE")
         row = layout.row(align=True)
         for mode, text in (("SCENE", "Scene Colours"), ("VIEWER", "Viewer Colours")):

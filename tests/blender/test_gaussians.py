@@ -214,3 +214,18 @@ def test_world_matrix_of_the_root_is_the_source_frame(clean_scene, sub, tmp_path
     out = _export(result.gaussians, tmp_path / "moved.ply")
     engine_up = np.asarray(result.root.matrix_world, np.float64)[:3, :3].T @ np.array([0.0, 0.0, 3.0])
     np.testing.assert_allclose(out.means, g.means + engine_up, atol=1e-4)
+
+
+def test_the_gaussians_panel_shows_the_splat_controls(clean_scene, sub, tmp_path):
+    from .conftest import draw
+
+    panels = sub("panels.reconstruct")
+    obj = _import(inria_ply(tmp_path / "in.ply", random_table(m=30, degree=1)))
+    assert panels.VIEW3D_PT_da3_gaussians.poll(bpy.context)
+    layout = draw(panels.VIEW3D_PT_da3_gaussians)
+    assert f"{obj.name}: 30 splats" in layout.texts()
+    assert len(layout.texts("prop")) == 3  # Viewport Splats, Point Size, Min Opacity
+    assert {"da3.splat_colours", "da3.crop_gaussians", "export_scene.da3_gaussians"} <= set(
+        layout.texts("operator")
+    )
+    assert not panels.VIEW3D_PT_da3_display.poll(bpy.context)  # not a point cloud
