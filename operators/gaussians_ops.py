@@ -139,8 +139,9 @@ class DA3_OT_crop_gaussians(bpy.types.Operator):
 
         obj = context.active_object
         box = next(o for o in context.selected_objects if o is not obj)
-        inside = _inside_box(box, np.asarray(obj.matrix_world, np.float64), splats_of(obj).means)
-        removed = keep_splats(obj, inside)
+        table = splats_of(obj)  # read once: the box test and the crop both use it
+        inside = _inside_box(box, np.asarray(obj.matrix_world, np.float64), table.means)
+        removed = keep_splats(obj, inside, table)
         self.report({"INFO"}, f"Removed {removed:,} splats outside '{box.name}'; {int(inside.sum()):,} left")
         return {"FINISHED"}
 

@@ -229,9 +229,10 @@ def transformed_splats(obj: bpy.types.Object, frame: str = "SOURCE") -> SplatTab
     return table if is_identity(matrix) else transform_splats(table, matrix)
 
 
-def keep_splats(obj: bpy.types.Object, keep: np.ndarray) -> int:
-    """Keep only the splats where ``keep`` (M,) is True (a crop); returns how many were removed."""
-    table = splats_of(obj)
+def keep_splats(obj: bpy.types.Object, keep: np.ndarray, table: SplatTable | None = None) -> int:
+    """Keep only the splats where ``keep`` (M,) is True (a crop); returns how many were removed.
+    ``table``: ``obj``'s splats when the caller has already read them (else read here)."""
+    table = splats_of(obj) if table is None else table
     keep = np.asarray(keep, bool)
     if keep.shape != (len(table),):
         raise ValueError(f"keep must have shape ({len(table)},), got {keep.shape}")

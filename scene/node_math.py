@@ -69,13 +69,7 @@ class NodeMath:
 
     def total(self, terms: list):
         """The sum of ``terms`` (sockets or numbers) as a balanced tree of Add nodes."""
-        terms = list(terms)
-        while len(terms) > 1:
-            terms = [
-                self.add(terms[i], terms[i + 1]) if i + 1 < len(terms) else terms[i]
-                for i in range(0, len(terms), 2)
-            ]
-        return terms[0]
+        return _balanced_sum(terms, self.add)
 
     # vector shorthands
     def vadd(self, a, b):
@@ -88,13 +82,8 @@ class NodeMath:
         return self.vmath("DOT_PRODUCT", a, b, output=1)
 
     def vtotal(self, terms: list):
-        terms = list(terms)
-        while len(terms) > 1:
-            terms = [
-                self.vadd(terms[i], terms[i + 1]) if i + 1 < len(terms) else terms[i]
-                for i in range(0, len(terms), 2)
-            ]
-        return terms[0]
+        """The sum of vector ``terms`` as a balanced tree of Vector Math Add nodes."""
+        return _balanced_sum(terms, self.vadd)
 
     def separate(self, vector):
         node = self.node("ShaderNodeSeparateXYZ")
@@ -106,3 +95,13 @@ class NodeMath:
         for i, value in enumerate((x, y, z)):
             self.feed(node.inputs[i], value)
         return node.outputs[0]
+
+
+def _balanced_sum(terms: list, add):
+    """Pairwise sums until one is left: a tree of depth log₂(n), not a chain of n nodes."""
+    terms = list(terms)
+    while len(terms) > 1:
+        terms = [
+            add(terms[i], terms[i + 1]) if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)
+        ]
+    return terms[0]
