@@ -23,6 +23,8 @@ __all__ = [
     "PROCESS_RES_RANGE",
     "REF_VIEW_STRATEGIES",
     "VIDEO_EXTENSIONS",
+    "MESH_DETAIL_RANGE",
+    "MESH_MIN_FACES",
     "JobOptions",
     "chunking_problem",
     "job_kind",
@@ -41,6 +43,8 @@ DEFAULT_METRIC_MODEL = "depth-anything/DA3METRIC-LARGE"
 PATCH_SIZE = 14  # DA3's patch: processed image sides are multiples of it
 CHUNK_SIZE_MIN = 2  # frames per network pass of a shot, at least
 CHUNK_OVERLAP_MIN = 1  # frames consecutive chunks share, at least (and fewer than the chunk)
+MESH_DETAIL_RANGE = (0.25, 4.0)  # multiplier of the automatic voxel count per side
+MESH_MIN_FACES = 100  # the smallest face budget a decimated mesh can be asked for
 # The files a job takes: stills, and videos (one video alone is a shot, see ``job_kind``).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".tga", ".exr")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mts", ".mpg", ".mpeg")
@@ -100,6 +104,9 @@ class JobOptions(Checked):
     chunk_size: int | None = None  # frames per network pass (None: choose from memory)
     chunk_overlap: int | None = None  # frames shared by consecutive chunks (None: half a chunk)
     keep_chunk_cache: bool = False  # keep a shot's chunk cache (<output>/.shot_cache) for inspection
+    mesh_voxel_size: float | None = None  # fused mesh voxel edge in scene units (None: from the scene)
+    mesh_detail: float = 1.0  # with an automatic voxel size: 2 halves the voxel edge, 0.5 doubles it
+    mesh_max_faces: int | None = None  # decimate the fused mesh to this many faces (None: keep all)
 
     def _where(self) -> str:
         return "options"
@@ -162,6 +169,21 @@ class JobOptions(Checked):
             fail("cameras", "must be a file path or null")
         if not 0 <= self.seed < 2**32:
             fail("seed", f"must be in [0, 2**32), got {self.seed}")
+        if self.mesh_voxel_size is not None and not self.mesh_voxel_size > 0:
+            fail(
+                "mesh_voxel_size",
+                f"must be positive (or null: chosen from the scene), got {self.mesh_voxel_size}",
+            )
+        if not MESH_DETAIL_RANGE[0] <= self.mesh_detail <= MESH_DETAIL_RANGE[1]:
+            fail(
+                "mesh_detail",
+                f"must be between {MESH_DETAIL_RANGE[0]} and {MESH_DETAIL_RANGE[1]}, got {self.mesh_detail}",
+            )
+        if self.mesh_max_faces is not None and self.mesh_max_faces < MESH_MIN_FACES:
+            fail(
+                "mesh_max_faces",
+                f"must be at least {MESH_MIN_FACES} (or null for no budget), got {self.mesh_max_faces}",
+            )
         problem = chunking_problem(self.chunk_size, self.chunk_overlap)
         if problem is not None:
             fail(*problem)
