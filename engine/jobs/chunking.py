@@ -54,6 +54,7 @@ def run_chunked(
     point_budget: int = 400_000,
     keep_chunks: bool = True,
     seed: int = 0,
+    known_world: bool = False,
 ) -> JoinedResult:
     """Predict ``frames_count`` frames in overlapping chunks and join them into chunk 0's world.
 
@@ -65,14 +66,18 @@ def run_chunked(
     raised when it returns True; a ``should_cancel`` that raises its own exception works too);
     on_progress(done, total, message) after every chunk, with the joint's residual;
     point_budget: size of the reduced point cloud of the whole shot; keep_chunks=False deletes each
-    raw chunk file once it has been joined (the joined parts stay).
+    raw chunk file once it has been joined (the joined parts stay); known_world: the chunks share the
+    world of known cameras, so they are joined by the identity (``StreamingJoiner``).
     """
     chunks = plan_chunks(frames_count, chunk_size, overlap)
     total = len(chunks)
     cancel = should_cancel or (lambda: False)
     progress = on_progress or (lambda done, total, message: None)
     joiner = StreamingJoiner(
-        store, points_per_frame=max(1, int(point_budget) // int(frames_count)), seed=seed
+        store,
+        points_per_frame=max(1, int(point_budget) // int(frames_count)),
+        seed=seed,
+        known_world=known_world,
     )
     progress(0, total, f"{frames_count} frames in {total} chunk{'s' if total > 1 else ''}")
     for k, frames in enumerate(chunks):
@@ -93,7 +98,7 @@ def run_chunked(
             store.delete_chunk(k - 1)
         message = f"chunk {k + 1} of {total} (frames {frames.start}–{frames.stop - 1})"
         if joint is not None:
-            if joint.method == "points":
+            if joint.method in ("points", "known") and np.isfinite(joint.relative_residual):
                 message += f", joint residual {100 * joint.relative_residual:.2f} % of depth"
             else:
                 message += ", joined on cameras only (too few confident pixels in the overlap)"

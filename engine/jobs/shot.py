@@ -28,6 +28,12 @@ Stages, each reported as ``progress(stage, current, total, message)``:
              the solve report (``build_solve_report`` over the joined frames, plate intrinsics).
 ``export``   points / glb / colmap from the cameras and the reduced cloud, then the shot bundle.
 
+Known cameras (``cameras``: one per solved frame, e.g. a camera track made in Blender) condition each
+chunk on its frames' cameras, which the chunk then keeps exactly, with depth in their units. The chunks
+thus share the known cameras' world already: they are joined by the identity (the joint is only
+measured, see ``fit_chunk_transform(known=True)``), and no floor is fitted, so the shot's cameras are the
+given ones and its points lie in their frame.
+
 Chunking: ``chunk_size`` from the options, else ``chunk_size_for_memory`` for the free CUDA memory
 (on a GPU) or half the system's available RAM (elsewhere); ``chunk_overlap`` from the options, else
 half a chunk (DA3-Streaming's 120/60 and the protocol's default), at least 2 frames and always
@@ -64,6 +70,7 @@ from ..model.memory import InsufficientMemory, chunk_size_for_memory
 from ..preprocess import ImageTransform
 from ..process.protocol import ReconstructRequest
 from ..sysinfo import system_memory_available
+from .cameras_file import KnownCameras, read_cameras
 from .chunking import chunk_from_prediction, run_chunked
 from .context import Context
 from .exports import JobResult, ShotGeometry
@@ -182,9 +189,17 @@ class _Shot:
         self.request, self.options, self.context = request, request.options, context
         self.cache, self.store = cache, store
         self.stages = Stages(context)
+        self.known = read_cameras(self.options.cameras) if self.options.cameras else None
+        if self.known is not None and self.known.extrinsics is None:
+            raise UserError(
+                f"The cameras file {self.known.path} has intrinsics only; a shot needs 'extrinsics' too "
+                "(one pose per frame), or leave out the cameras file."
+            )
 
     def run(self, target: OutputFolder, started: float) -> dict[str, Any]:
         frames = _ShotFrames.from_decoded(decode(self.request, self.context, self.stages, self.cache.append))
+        if self.known is not None:
+            self.known.check_count(len(frames))
         model = load_model(self.request, self.context, self.stages)
         chunk, overlap = self._chunking(model, frames)
         plan = plan_chunks(len(frames), chunk, overlap)
@@ -271,6 +286,7 @@ class _Shot:
 
         def predict_chunk(positions: range):
             t0 = time.perf_counter()
+            given = _given_cameras(self.known, frames, positions)
             prediction = predict(
                 model,
                 frames.read(self.cache, positions),
@@ -281,6 +297,7 @@ class _Shot:
                 seed=options.seed,
                 on_stage=timer,
                 on_step=lambda part, done, total: context.check_cancel(),  # cancel inside a chunk's pass
+                **given,
             )
             timer.close()
             predicting[0] += time.perf_counter() - t0
@@ -329,6 +346,7 @@ class _Shot:
             point_budget=options.max_points or DEFAULT_POINT_BUDGET,
             keep_chunks=False,
             seed=options.seed,
+            known_world=self.known is not None,
         )
         self.stages.add("join", time.perf_counter() - t0 - predicting[0])
         return joined, first[0]
@@ -367,7 +385,11 @@ class _Shot:
         k = np.asarray(joined.intrinsics, np.float64)  # (F, 3, 3) processed pixels
         k_plate = unprocess(frames.transforms, k)  # (F, 3, 3) plate pixels
         points = _point_set(joined.points(), s, w2c, k, frames.image_hw, first.has_conf)
-        floor_plane, alignment = self._floor(points, w2c)
+        if self.known is None:
+            floor_plane, alignment = self._floor(points, w2c)
+        else:
+            floor_plane, alignment = None, None
+            context.log("info", "Known cameras: the shot keeps their world (no floor is fitted).")
 
         numbers = frames.report_frames()
 
@@ -444,6 +466,18 @@ class _Solved:
     report: SolveReport
     floor_plane: np.ndarray | None  # (4,) float64
     alignment: np.ndarray | None  # (4, 4) float64
+
+
+def _given_cameras(
+    known: KnownCameras | None, frames: _ShotFrames, positions: range
+) -> dict[str, np.ndarray]:
+    """``predict``'s known cameras for the frames at ``positions`` (intrinsics in processed pixels); none
+    without a cameras file."""
+    if known is None:
+        return {}
+    rows = list(positions)
+    k = np.stack([frames.transforms[i].apply_to_intrinsics(known.intrinsics[i]) for i in rows])
+    return {"intrinsics": k, "extrinsics": known.extrinsics[rows]}
 
 
 def _finite_or_none(x: float) -> float | None:

@@ -63,11 +63,6 @@ def check_options(request: ReconstructRequest, context: Context) -> None:
     for name in options.exports:
         if name in unavailable:
             raise UserError(f"The '{name}' export cannot be made: {unavailable[name]}.")
-    if shot and options.cameras:
-        raise UserError(
-            "Known cameras cannot be used when a shot runs in chunks: leave 'chunk size' empty to run all "
-            "frames through the network at once with your cameras, or leave out the cameras file."
-        )
     if shot and options.infer_gs:
         raise UserError(
             "3D Gaussians are not made when a shot runs in chunks: leave 'chunk size' empty to run all "

@@ -239,7 +239,7 @@ def test_which_jobs_are_shots(videos, tmp_path):
     save_images(tmp_path / "stills", [(H, W)] * 2)
     assert shot([videos["shot"]]) and shot([tmp_path / "stills"], chunk_size=4)
     assert not shot([tmp_path / "stills"]) and not shot([videos["shot"], videos["short"]])
-    assert not shot([videos["shot"]], cameras="cams.npz")  # known cameras: all frames at once
+    assert shot([videos["shot"]], cameras="cams.npz")  # known cameras: each chunk conditioned on its own
     assert not shot([videos["shot"]], infer_gs=True)
     assert [default_overlap(c) for c in (2, 3, 4, 8, 120)] == [1, 2, 2, 4, 60]
 
@@ -283,6 +283,75 @@ def test_metric_scale_from_the_first_chunk_applies_to_the_whole_shot(videos, sma
     assert b.world_alignment[:3, 3] == pytest.approx(2.5 * rel.world_alignment[:3, 3], rel=1e-3, abs=1e-5)
 
 
+def tracked_cameras(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A camera track in its own world: ``(K (n, 3, 3) plate pixels, w2c (n, 4, 4))``, panning and dollying
+    with a slow zoom, far from the origin (so nothing about it is the network's own frame)."""
+    angles = np.radians(np.linspace(-20.0, 25.0, n))
+    w2c = np.tile(np.eye(4), (n, 1, 1))
+    w2c[:, 0, 0] = w2c[:, 2, 2] = np.cos(angles)
+    w2c[:, 0, 2], w2c[:, 2, 0] = np.sin(angles), -np.sin(angles)
+    centres = np.stack([np.linspace(3.0, 5.0, n), np.full(n, -1.5), np.linspace(10.0, 11.0, n)], 1)
+    w2c[:, :3, 3] = -np.einsum("nij,nj->ni", w2c[:, :3, :3], centres)
+    focal = np.linspace(70.0, 80.0, n)
+    k = np.zeros((n, 3, 3))
+    k[:, 0, 0], k[:, 1, 1], k[:, 0, 2], k[:, 1, 2], k[:, 2, 2] = focal, focal * 1.02, W / 2 + 1, H / 2 - 2, 1
+    return k, w2c
+
+
+def test_a_video_with_known_cameras_runs_as_a_shot_in_their_world(videos, small_checkpoint, tmp_path):
+    """A camera track as known cameras: every chunk conditioned on its frames' cameras, the chunks joined
+    by the identity (a joint that is only measured), no floor: the shot's cameras are the track's and its
+    points lie in the track's frame."""
+    frames = (2, 22, 2)  # positions 2, 4, …, 20 of the video: 10 solved frames, one camera each
+    n = len(range(*frames))
+    k, w2c = tracked_cameras(n)
+    np.savez(tmp_path / "track.npz", intrinsics=k, extrinsics=w2c)
+    out = tmp_path / "out"
+    req = request(
+        [videos["shot"]],
+        out,
+        small_checkpoint,
+        frames=frames,
+        chunk_size=4,
+        chunk_overlap=2,
+        cameras=str(tmp_path / "track.npz"),
+        exports=("colmap",),
+    )
+    assert req.kind == "shot"
+    context = RecordingContext()
+    jobs.run_job(req, context)
+    b = read_bundle(out)
+    assert b.kind == "shot" and b.num_views == n and b.frame_indices.tolist() == list(range(*frames))
+    np.testing.assert_allclose(b.extrinsics, w2c[:, :3], atol=2e-6 * 11)  # float32 in the bundle
+    np.testing.assert_allclose(b.intrinsics_original, k, rtol=1e-5)
+    assert b.units == "input" and b.world_alignment is None and b.floor_plane is None
+    joints = b.report["joints"]
+    assert len(joints) == len(plan_chunks(n, 4, 2)) - 1 and {j["method"] for j in joints} == {"known"}
+    assert all(j["residual_rms"] is None or j["residual_rms"] >= 0 for j in joints)
+    # every point lies in front of the camera of the view it came from and projects into its plate
+    p = b.points
+    cam = np.einsum("mij,mj->mi", w2c[p.view, :3, :3], p.xyz) + w2c[p.view, :3, 3]
+    uv = np.einsum("mij,mj->mi", k[p.view], cam)
+    uv = uv[:, :2] / uv[:, 2:]
+    assert len(p) > 100 and (cam[:, 2] > 0).all()
+    assert (uv > -1e-3).all() and (uv[:, 0] < W + 1e-3).all() and (uv[:, 1] < H + 1e-3).all()
+    logs = [e[2] for e in context.events if e[:2] == ("log", "info")]
+    assert any("no floor is fitted" in message for message in logs)
+    # the COLMAP export carries the track too
+    rec = pycolmap.Reconstruction(str(out / "colmap" / "sparse" / "0"))
+    for image in rec.images.values():
+        row = list(range(*frames)).index(int(image.name.rsplit("_", 1)[1].split(".")[0]))
+        np.testing.assert_allclose(image.cam_from_world().matrix(), w2c[row, :3], atol=1e-4)
+
+
+def test_a_shot_refuses_a_cameras_file_of_the_wrong_length(videos, small_checkpoint, tmp_path):
+    k, w2c = tracked_cameras(5)
+    np.savez(tmp_path / "track.npz", intrinsics=k, extrinsics=w2c)
+    req = request([videos["shot"]], tmp_path / "out", small_checkpoint, cameras=str(tmp_path / "track.npz"))
+    with pytest.raises(UserError, match="has 5 cameras but the job has 24 frames"):
+        jobs.run_job(req, RecordingContext())
+
+
 def test_cancel_between_chunks_leaves_no_bundle_and_no_cache(videos, small_checkpoint, tmp_path):
     out = tmp_path / "out"
     context = RecordingContext(cancel_at=("network", 2))
@@ -297,7 +366,6 @@ def test_cancel_between_chunks_leaves_no_bundle_and_no_cache(videos, small_check
     ("options", "message"),
     [
         ({"exports": ("depth",)}, "'depth' export cannot be made: a video shot keeps no per-frame depth"),
-        ({"chunk_size": 8, "cameras": "cams.npz"}, "Known cameras cannot be used when a shot runs in chunks"),
         ({"chunk_size": 8, "infer_gs": True}, "3D Gaussians are not made when a shot runs in chunks"),
     ],
 )

@@ -192,6 +192,24 @@ def test_the_joiner_recovers_the_camera_path(tmp_path, noise):
     assert len(result.joints) == len(ranges) - 1
 
 
+def test_chunks_in_the_world_of_known_cameras_are_joined_by_the_identity(tmp_path):
+    """Known cameras: every chunk is in the cameras' world already; a fit would move the later chunks'
+    cameras by the depth noise, the identity keeps them, and the joint still measures the disagreement."""
+    n = 70
+    ranges = plan_chunks(n, 30, 10)
+    rng = np.random.default_rng(5)
+    chunks = [shot.to_chunk(shot.render(n, r), Sim3(), rng, depth_noise=0.02) for r in ranges]
+    joiner = StreamingJoiner(ChunkStore(tmp_path / "known"), known_world=True)
+    joints = [joiner.add(chunk) for chunk in chunks][1:]
+    result = joiner.finish()
+    np.testing.assert_array_equal(result.extrinsics, shot.render(n).extrinsics)  # exactly the given ones
+    assert all(j.method == "known" and j.sim3.matrix().tolist() == np.eye(4).tolist() for j in joints)
+    assert all(0.005 < j.relative_residual < 0.06 for j in joints)  # 2 % depth noise in each chunk
+    assert (result.depth_scale == 1.0).all()
+    fitted = fit_chunk_transform(chunks[0], chunks[1])  # what a fit would have done: move them a little
+    assert not np.allclose(fitted.sim3.matrix(), np.eye(4), atol=1e-9)
+
+
 def test_overlap_frames_come_from_the_later_chunk(tmp_path):
     ranges = plan_chunks(70, 30, 10)  # [0,30) [20,50) [40,70)
     chunks, _ = shot.make_chunks(70, ranges, seed=2)

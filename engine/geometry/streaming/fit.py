@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..cameras import camera_centers
@@ -65,6 +67,7 @@ def fit_chunk_transform(
     conf_offset: float = CONF_OFFSET,
     huber_relative: float = HUBER_RELATIVE,
     seed: int = 0,
+    known: bool = False,
 ) -> ChunkJoint:
     """Robust Sim(3) mapping ``next_chunk``'s world into ``prev_chunk``'s, from their shared frames.
 
@@ -77,6 +80,12 @@ def fit_chunk_transform(
     within δ with the spread-ratio scale (``scale_method="rms"``; see the comment in the code).
     With fewer than ``MIN_FIT_POINTS`` usable pixels (or a degenerate set), the joint falls back to
     the overlap cameras (``method="cameras"``).
+
+    ``known``: both chunks are already in one world (each was conditioned on the same known cameras,
+    which it keeps exactly), so the joint is the identity, never fitted: a fit would move the later
+    chunk's cameras off the known ones by its own noise, and joint after joint that would add up. Its
+    residuals are still measured, the same way, as a check on how well the chunks' depth agrees
+    (``method="known"``).
     """
     if overlap_frames is None:
         overlap_frames = np.intersect1d(prev_chunk.frames, next_chunk.frames)
@@ -115,13 +124,19 @@ def fit_chunk_transform(
             method="cameras",
         )
 
-    if len(idx) < MIN_FIT_POINTS:
+    if known and len(idx) == 0:
+        return replace(cameras_fallback(), sim3=Sim3(), method="known")
+    if len(idx) < MIN_FIT_POINTS and not known:
         return cameras_fallback()
     xp = _unproject_flat(idx, dp, prev_chunk.intrinsics[ip], prev_chunk.extrinsics[ip])
     xn = _unproject_flat(idx, dn, next_chunk.intrinsics[jn], next_chunk.extrinsics[jn])
     weights = np.sqrt(cp.reshape(-1)[idx].astype(np.float64) * cn.reshape(-1)[idx])
     scene_scale = float(np.median(dp.reshape(-1)[idx]))
     delta = huber_relative * scene_scale
+    if known:
+        sim = Sim3()
+        resid = np.linalg.norm(xp - xn, axis=1)
+        return _joint(sim, resid, weights, delta, scene_scale, len(frames), "known")
     try:
         sim, resid = robust_sim3(xn, xp, weights, delta=delta)
         inlier = resid < delta
@@ -135,6 +150,19 @@ def fit_chunk_transform(
             resid = np.linalg.norm(xp - sim.apply(xn), axis=1)
     except DegenerateAlignment:
         return cameras_fallback()
+    return _joint(sim, resid, weights, delta, scene_scale, len(frames), "points")
+
+
+def _joint(
+    sim: Sim3,
+    resid: np.ndarray,
+    weights: np.ndarray,
+    delta: float,
+    scene_scale: float,
+    overlap_frames: int,
+    method: str,
+) -> ChunkJoint:
+    """The joint of ``sim`` with its residuals ``(M,)`` (inliers: within the Huber δ)."""
     inlier = resid < delta
     rms = float(np.sqrt(np.average(resid[inlier] ** 2, weights=weights[inlier]))) if inlier.any() else np.inf
     return ChunkJoint(
@@ -143,7 +171,8 @@ def fit_chunk_transform(
         residual_median=float(np.median(resid)),
         relative_residual=rms / scene_scale,
         inlier_fraction=float(inlier.mean()),
-        n_points=int(len(idx)),
+        n_points=int(len(resid)),
         scene_scale=scene_scale,
-        overlap_frames=len(frames),
+        overlap_frames=overlap_frames,
+        method=method,
     )

@@ -80,6 +80,8 @@ class StreamingJoiner:
     own frames (those the new chunk does not also hold) to the store; ``finish()`` writes the last
     chunk's frames and the joined cameras, and returns the ``JoinedResult``. ``points_per_frame``
     bounds the reduced point cloud (confident pixels, ≥ 0.75 · mean confidence, drawn at random).
+    ``known_world``: every chunk is already in the shared world of known cameras, so each joint is the
+    identity, only measured (``fit_chunk_transform(known=True)``).
     """
 
     def __init__(
@@ -90,8 +92,10 @@ class StreamingJoiner:
         max_fit_points: int = MAX_FIT_POINTS,
         conf_offset: float = CONF_OFFSET,
         seed: int = 0,
+        known_world: bool = False,
     ):
         self.store = store
+        self.known_world = bool(known_world)
         self.points_per_frame = int(points_per_frame)
         self.max_fit_points = int(max_fit_points)
         self.conf_offset = float(conf_offset)
@@ -122,6 +126,7 @@ class StreamingJoiner:
                 max_points=self.max_fit_points,
                 conf_offset=self.conf_offset,
                 seed=self.seed + k,
+                known=self.known_world,
             )
             joint = replace(joint, chunk=k)
             self._joints.append(joint)

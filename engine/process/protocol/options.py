@@ -193,12 +193,13 @@ def job_kind(inputs: tuple[str, ...] | list[str], options: JobOptions) -> str:
     """ "shot" or "still": the one decision of how a job runs and what its bundle holds.
 
     A shot (one solved camera over a plate, run in overlapping chunks, a shot bundle) is any frame
-    sequence when ``chunk_size`` is set, or a job whose only input is one video file — unless it gives
-    known cameras or asks for Gaussians: those need every frame in one network pass (a still job, with
-    per-view depth). Everything else is a still job.
+    sequence when ``chunk_size`` is set, or a job whose only input is one video file — unless it asks
+    for Gaussians: those need every frame in one network pass (a still job, with per-view depth). Known
+    cameras (``cameras``, e.g. a camera track) keep a video a shot: each chunk is conditioned on its
+    frames' cameras. Everything else is a still job.
     """
     if options.chunk_size is not None:
         return "shot"
-    if options.cameras or options.infer_gs or len(inputs) != 1:
+    if options.infer_gs or len(inputs) != 1:
         return "still"
     return "shot" if str(inputs[0]).lower().endswith(VIDEO_EXTENSIONS) else "still"
