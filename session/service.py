@@ -49,6 +49,7 @@ STAGE_LABELS = {
     "write": "Writing the result",
     "metric": "Metric scale",
     "solve": "Floor and solve report",
+    "fuse": "Fusing the mesh",
 }
 SHOT_STAGE_LABELS = {"network": "Solving chunk"}  # a shot's network stage counts chunks
 

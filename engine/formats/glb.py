@@ -69,11 +69,13 @@ def write_scene_glb(
     intrinsics: np.ndarray,
     image_sizes,
     frustum_scale: float | None = None,
+    mesh=None,
 ) -> Path:
     """Write points (M, 3) with colours (M, 3) uint8 and the N cameras' frustums as a .glb file.
 
     extrinsics (N, 3, 4) w2c OpenCV; intrinsics (N, 3, 3) for images of ``image_sizes`` ((H, W) or
     (N, 2)); frustum_scale: frustum depth in world units (None: 5 % of the point cloud's 5–95 % extent).
+    mesh: a ``geometry.mesh.Mesh`` added with its vertex colours (the fused mesh), or None.
     Coordinates are converted to glTF axes (see the module docstring).
     """
     import trimesh  # lazy: heavy, and Blender does not need it
@@ -101,6 +103,19 @@ def write_scene_glb(
     scene = trimesh.Scene()
     if m:
         scene.add_geometry(trimesh.PointCloud(xyz @ OPENCV_TO_GLTF, colors=colors), geom_name="points")
+    if mesh is not None and mesh.num_faces:
+        vertex_colors = (
+            None
+            if mesh.colors is None
+            else np.concatenate([mesh.colors, np.full((mesh.num_vertices, 1), 255, np.uint8)], 1)
+        )
+        surface = trimesh.Trimesh(
+            mesh.vertices.astype(np.float64) @ OPENCV_TO_GLTF,
+            mesh.faces[:, ::-1] if np.linalg.det(OPENCV_TO_GLTF) < 0 else mesh.faces,
+            vertex_colors=vertex_colors,
+            process=False,
+        )
+        scene.add_geometry(surface, geom_name="mesh")
     n = ext.shape[0]
     if n:
         segs = (

@@ -5,7 +5,9 @@ context (to check for cancel between files and to log), and writes with the ``fo
 
 ``points``     points.ply: world points with colour, confidence and view index (``gather_points``:
                confidence percentile, sky and point budget from the job options)
-``glb``        scene.glb: the same points and one frustum per camera (trimesh)
+``glb``        scene.glb: the same points, the fused mesh when there is one, and one frustum per camera
+``mesh``       mesh.ply: the depth maps fused into one coloured triangle mesh (``meshing.fuse_stage``
+               runs before the exports; a shot fuses its joined frames part by part)
 ``gaussians``  gaussians.ply in the 3DGS layout (giant and nested models)
 ``colmap``     colmap/: PINHOLE cameras at the original size, poses, up to ``COLMAP_MAX_POINTS`` seed
                points, and images/: links to plain stills, decoded pixels for everything else
@@ -38,9 +40,11 @@ from ..errors import UserError
 from ..formats.colmap import ColmapPoints, write_colmap
 from ..formats.gaussians_ply import write_gaussians_ply
 from ..formats.glb import write_scene_glb
+from ..formats.mesh_ply import write_mesh_ply
 from ..formats.ply import write_points_ply
 from ..formats.previews import write_confidence_preview, write_depth_preview
 from ..geometry.filters import PointSet, gather_points, subsample
+from ..geometry.mesh import Mesh
 from ..io.imaging import load_image
 from ..io.inputs import FrameRef, VideoSelection, expand_inputs, iter_frames
 from ..process.protocol import ReconstructRequest
@@ -60,7 +64,6 @@ __all__ = [
 
 COLMAP_MAX_POINTS = 100_000  # seed points for 3DGS trainers: plenty, and the text files stay small
 NOT_AVAILABLE = {  # exports the protocol names but this engine cannot make yet, with what to do instead
-    "mesh": "a fused mesh is not available in this engine version yet; export 'points' instead",
     "nerfstudio": "the nerfstudio export is not available yet; export 'colmap', which nerfstudio reads",
 }
 SHOT_NOT_AVAILABLE = {  # exports that need every frame's depth, which a shot does not keep
@@ -95,6 +98,7 @@ class JobResult:
     original_sizes: np.ndarray  # (N, 2) int64 (H, W) of each original frame
     prediction: Any  # pipeline.Prediction (its transforms map processed → original), or ShotGeometry
     intrinsics_original: np.ndarray  # (N, 3, 3) float32, the cameras at the original size
+    mesh: Mesh | None = None  # the fused mesh, when the job exports "mesh" (made by the fuse stage)
 
     @property
     def is_shot(self) -> bool:
@@ -134,7 +138,13 @@ def _export_points(path: Path, r: JobResult, context: Context) -> None:
 
 def _export_glb(path: Path, r: JobResult, context: Context) -> None:
     p, pts = r.prediction, r.points
-    write_scene_glb(path, pts.xyz, pts.rgb, p.extrinsics, p.intrinsics, r.image_hw)
+    write_scene_glb(path, pts.xyz, pts.rgb, p.extrinsics, p.intrinsics, r.image_hw, mesh=r.mesh)
+
+
+def _export_mesh(path: Path, r: JobResult, context: Context) -> None:
+    if r.mesh is None:
+        raise UserError("No mesh was fused for this job (internal error: the fuse stage did not run).")
+    write_mesh_ply(path, r.mesh, comments=["DA3 Reconstruct fused mesh (TSDF), the bundle's world frame"])
 
 
 def _refuse_for_shot(name: str, r: JobResult) -> None:
@@ -226,6 +236,7 @@ EXPORTERS: dict[str, tuple[str, Callable[[Path, JobResult, Context], list[str] |
     "points": ("points.ply", _export_points),
     "glb": ("scene.glb", _export_glb),
     "gaussians": ("gaussians.ply", _export_gaussians),
+    "mesh": ("mesh.ply", _export_mesh),
     "colmap": ("colmap", _export_colmap),
     "depth": ("previews", _export_depth),
     "splat_previews": ("splat_previews", _export_splat_previews),

@@ -26,7 +26,10 @@ Stages, each reported as ``progress(stage, current, total, message)``:
 ``solve``    the constant focal length (robust over all frames, plate pixels), the floor (RANSAC on
              the reduced cloud, cameras above it; the origin on the floor below the first camera) and
              the solve report (``build_solve_report`` over the joined frames, plate intrinsics).
-``export``   points / glb / colmap from the cameras and the reduced cloud, then the shot bundle.
+``fuse``     with the ``mesh`` export: the joined frames fused into one mesh part by part (memory flat in
+             the length of the shot; ``meshing.fuse_stage``).
+``export``   points / glb / colmap / mesh from the cameras, the reduced cloud and the fused mesh, then
+             the shot bundle.
 
 Known cameras (``cameras``: one per solved frame, e.g. a camera track made in Blender) condition each
 chunk on its frames' cameras, which the chunk then keeps exactly, with depth in their units. The chunks
@@ -74,6 +77,7 @@ from .cameras_file import KnownCameras, read_cameras
 from .chunking import chunk_from_prediction, run_chunked
 from .context import Context
 from .exports import JobResult, ShotGeometry
+from .meshing import DepthBlock, fuse_stage
 from .stages import (
     Stages,
     batch_side,
@@ -211,6 +215,16 @@ class _Shot:
         solved = self._solve(joined, frames, scale, first)
         shot = self._shot_info(frames, solved, chunk, overlap, plan)
         result = JobResult(self.request, frames.refs, frames.original_sizes, solved.geometry, solved.k_plate)
+        if "mesh" in self.options.exports:
+            units = "metre" if scale is not None else first.units
+            result.mesh = fuse_stage(
+                self._depth_blocks(joined, solved, scale),
+                len(frames),
+                self.options,
+                self.context,
+                self.stages,
+                units,
+            )
         meta = bundle_meta(
             self.request,
             is_metric=scale is not None or first.is_metric,
@@ -415,6 +429,14 @@ class _Shot:
         context.progress("solve", parts + 1, parts + 1, "Solve report ready")
         geometry = ShotGeometry(w2c, k, frames.image_hw, points)
         return _Solved(geometry, k_plate.astype(np.float32), report, floor_plane, alignment)
+
+    def _depth_blocks(self, joined: JoinedResult, solved, scale: float | None) -> Iterator[DepthBlock]:
+        """The joined frames part by part, scaled like the solved cameras, for the fuse stage."""
+        s = np.float32(1.0 if scale is None else scale)
+        w2c, k = solved.geometry.extrinsics, solved.geometry.intrinsics
+        for block in joined.iter_blocks():
+            depth = block.depth if s == 1.0 else block.depth * s
+            yield DepthBlock(depth, w2c[block.frames], k[block.frames], block.images, block.conf, None)
 
     def _floor(self, points: PointSet, w2c: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(floor_plane (4,), world_alignment (4, 4)) or (None, None) with a warning when there is no floor."""

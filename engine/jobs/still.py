@@ -9,6 +9,7 @@
 ``postprocess``  ``pipeline.predict`` on the shrunk frames, with the known cameras when the job has them;
                  with ``metric`` and a relative model, the metric model runs on the same frames and
                  scales the result (``metric`` stage);
+``fuse``         with the ``mesh`` export: the depth maps fused into one mesh (``meshing.fuse_stage``);
 ``export``       the optional files (``exports``), then reconstruction.npz, then the manifest
                  (``stages.export``); ``export.<name>`` times each file on its own.
 
@@ -30,6 +31,7 @@ from ..process.protocol import JobOptions, ReconstructRequest
 from .cameras_file import KnownCameras, read_cameras
 from .context import Context
 from .exports import JobResult
+from .meshing import DepthBlock, fuse_stage
 from .stages import (
     Frames,
     Stages,
@@ -69,6 +71,9 @@ def run_still(request: ReconstructRequest, context: Context, started: float) -> 
         result = JobResult(request, frames.refs, frames.original_sizes, prediction, k_original)
         frames.images.clear()  # the shrunk frames are no longer needed (the prediction keeps its own copy)
         p = result.prediction
+        if "mesh" in options.exports:
+            block = DepthBlock(p.depth, p.extrinsics, p.intrinsics, p.processed_images, p.conf, p.sky)
+            result.mesh = fuse_stage([block], len(p.depth), options, context, stages, p.units)
         meta = bundle_meta(
             request,
             is_metric=p.is_metric,
