@@ -41,6 +41,8 @@ def import_bundle(
     bundle = open_bundle(source)
     if bundle.kind == "shot":
         result = import_shot(context, bundle, options.for_shot(), shot_source)
+        if options.view_meshes:
+            result.notes.append("no per-view meshes: a tracked shot keeps no depth maps")
     else:
         result = import_still(context, bundle, options)
     result.seconds = time.perf_counter() - start  # reading the bundle included

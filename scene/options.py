@@ -40,6 +40,9 @@ class ImportOptions:
     max_points: int | None = 2_000_000
     conf_percentile: float = 40.0  # drop this percentile of the least confident pixels before import
     point_size: float | None = None  # radius as a fraction of the scene size (None: from the count)
+    mesh: bool = True  # the fused mesh (mesh.ply), when the bundle has one
+    view_meshes: bool = False  # one textured mesh per view from its depth map (still bundles only)
+    view_mesh_step: int = 1  # per-view meshes use every n-th pixel in x and y
     set_render: bool = True  # render resolution, pixel aspect and scene camera from the reference view
     name: str = ""  # collection name (default: the bundle folder's name)
     camera_rotation: str = "QUATERNION"  # a shot camera's rotation keys: QUATERNION or EULER (filtered)

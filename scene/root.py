@@ -39,6 +39,10 @@ class ImportResult:
     units: str = "relative"
     gaussians: bpy.types.Object | None = None
     num_gaussians: int = 0
+    mesh: bpy.types.Object | None = None  # the fused mesh
+    num_faces: int = 0  # the fused mesh's triangles
+    view_meshes: list[bpy.types.Object] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was asked for and could not be built, and why
 
     @property
     def summary(self) -> str:
@@ -47,10 +51,15 @@ class ImportResult:
             parts.append(f"{self.num_points:,} points")
         if self.gaussians is not None:
             parts.append(f"{self.num_gaussians:,} splats")
+        if self.mesh is not None:
+            parts.append(f"a mesh of {self.num_faces:,} faces")
+        if self.view_meshes:
+            parts.append(f"{len(self.view_meshes)} view mesh{'es' if len(self.view_meshes) != 1 else ''}")
         if self.cameras:
             parts.append(f"{len(self.cameras)} camera{'s' if len(self.cameras) != 1 else ''}")
         units = "metres" if self.units == "metre" else "relative units"
-        return f"Imported {', '.join(parts) or 'nothing'} ({units}) in {self.seconds:.1f} s"
+        notes = "".join(f"; {note}" for note in self.notes)
+        return f"Imported {', '.join(parts) or 'nothing'} ({units}) in {self.seconds:.1f} s{notes}"
 
 
 def make_root(
@@ -84,7 +93,17 @@ def open_bundle(source: str | os.PathLike | Bundle) -> Bundle:
 class NewDatablocks:
     """The datablocks made since this was created, for removing them again (an import that failed)."""
 
-    KINDS = ("objects", "meshes", "cameras", "images", "collections", "actions", "movieclips", "texts")
+    KINDS = (
+        "objects",
+        "meshes",
+        "cameras",
+        "images",
+        "materials",
+        "collections",
+        "actions",
+        "movieclips",
+        "texts",
+    )
 
     def __init__(self) -> None:
         self.before = {name: set(getattr(bpy.data, name)) for name in self.KINDS}

@@ -26,7 +26,7 @@ import numpy as np
 from ..engine.formats.bundle import Bundle
 from ..session.shot import FrameMap, ShotSource, movie_positions, scene_keys
 from ..session.solve import SolveSummary
-from .bundle_data import bundle_points, original_intrinsics
+from .bundle_data import bundle_points, original_intrinsics, root_alignment
 from .camera_data import add_background
 from .convert import ENGINE_TO_BLENDER
 from .options import ShotImportOptions
@@ -53,7 +53,7 @@ class ShotImportResult(ImportResult):
         solve = f". {self.solve.headline()}" if self.solve is not None else ""
         return (
             f"Imported a camera on frames {self.frame_range[0]}-{self.frame_range[1]} ({self.keys} keys)"
-            f"{cloud} ({units}) in {self.seconds:.1f} s{solve}"
+            f"{cloud} ({units}) in {self.seconds:.1f} s{solve}" + "".join(f"; {note}" for note in self.notes)
         )
 
     @property
@@ -110,7 +110,7 @@ def _build(
 ) -> ShotImportResult:
     scene = context.scene
     name = options.name or bundle.folder.name or "Shot"
-    alignment = bundle.world_alignment if bundle.world_alignment is not None else ENGINE_TO_BLENDER
+    alignment = root_alignment(bundle, ENGINE_TO_BLENDER)
     collection, root = make_root(scene, name, bundle, alignment, kind="shot")
 
     clip = _background_clip(source) if options.background else None

@@ -1,8 +1,10 @@
-"""A still reconstruction's bundle → the open scene: a point cloud and one camera per view (or one
-animated camera over a video's frames) under the reconstruction root (``root.make_root``).
+"""A still reconstruction's bundle → the open scene: a point cloud, the Gaussians, the fused mesh, meshes
+per view and one camera per view (or one animated camera over a video's frames) under the reconstruction
+root (``root.make_root``).
 
 The root's transform turns the engine's world (the reference camera's frame, y down) so Blender's Z is
-up (``convert.ENGINE_TO_BLENDER``); the cloud and the cameras keep the engine's coordinates.
+up (``convert.ENGINE_TO_BLENDER``), or is the identity when the job was given known cameras (their world
+is the scene's); the cloud and the cameras keep the engine's coordinates.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import numpy as np
 from ..engine.formats.bundle import Bundle
 from ..engine.formats.gaussians_ply import SplatTable
 from . import cameras as camera_builders
-from .bundle_data import bundle_points, original_intrinsics
+from .bundle_data import bundle_points, original_intrinsics, root_alignment
 from .camera_data import apply_render_settings, set_frame_range
 from .convert import ENGINE_TO_BLENDER
 from .gaussians import create_gaussians, prepare_scene
+from .mesh import MESH_FILE, create_view_meshes, import_mesh_file
 from .options import ImportOptions
 from .points import create_point_cloud
 from .root import ImportResult, build_reconstruction, make_root
@@ -52,7 +55,7 @@ def _view_names(bundle: Bundle) -> list[str]:
 def _build(context: bpy.types.Context, bundle: Bundle, options: ImportOptions) -> ImportResult:
     scene = context.scene
     name = options.name or bundle.folder.name or "Reconstruction"
-    collection, root = make_root(scene, name, bundle, ENGINE_TO_BLENDER)
+    collection, root = make_root(scene, name, bundle, root_alignment(bundle, ENGINE_TO_BLENDER))
 
     cloud, count, extent = None, 0, None
     arrays = bundle_points(bundle, options.max_points, options.conf_percentile) if options.points else None
@@ -73,6 +76,21 @@ def _build(context: bpy.types.Context, bundle: Bundle, options: ImportOptions) -
         source = bundle.folder / "gaussians.ply"
         splats = create_gaussians(f"{name} Gaussians", table, collection, parent=root, source=str(source))
         prepare_scene(scene)
+
+    mesh, view_meshes = None, []
+    if options.mesh and MESH_FILE in bundle.files:
+        mesh = import_mesh_file(bundle.file(MESH_FILE), f"{name} Mesh", collection, parent=root)
+    if options.view_meshes:
+        views = bpy.data.collections.new(f"{name} View Meshes")
+        collection.children.link(views)
+        view_meshes = create_view_meshes(
+            f"{name} View Mesh",
+            bundle,
+            views,
+            parent=root,
+            names=_view_names(bundle),
+            stride=options.view_mesh_step,
+        )
 
     cams: list[bpy.types.Object] = []
     if options.cameras:
@@ -115,4 +133,7 @@ def _build(context: bpy.types.Context, bundle: Bundle, options: ImportOptions) -
     result = ImportResult(collection, root, cloud, cams, count, units=bundle.units)
     if splats is not None:
         result.gaussians, result.num_gaussians = splats, len(splats.data.vertices)
+    if mesh is not None:
+        result.mesh, result.num_faces = mesh, len(mesh.data.polygons)
+    result.view_meshes = view_meshes
     return result
