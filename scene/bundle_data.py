@@ -1,5 +1,5 @@
-"""What the importers take from a bundle: its cloud within a point budget, and intrinsics in the pixels
-of the original images (numpy only)."""
+"""What the importers take from a bundle: its cloud within a point budget, intrinsics in the pixels of
+the original images, and where its root goes (numpy only)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from ..engine.formats.bundle import Bundle, BundleError
 from ..engine.geometry.filters import gather_points
 from .convert import scale_intrinsics
 
-__all__ = ["bundle_points", "original_intrinsics"]
+__all__ = ["bundle_points", "original_intrinsics", "root_alignment"]
+
+
+def root_alignment(bundle: Bundle, fallback: np.ndarray) -> np.ndarray:
+    """The transform of the reconstruction's root: the identity for a job given known cameras (its world
+    is theirs, e.g. the scene's own cameras: the result lands in the scene's frame and units), else the
+    bundle's ``world_alignment`` or ``fallback`` (the plain axis turn)."""
+    if (bundle.options or {}).get("cameras"):
+        return np.eye(4)
+    return bundle.world_alignment if bundle.world_alignment is not None else fallback
 
 
 def original_intrinsics(bundle: Bundle) -> np.ndarray:

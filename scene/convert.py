@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_SENSOR_WIDTH",
     "LensParams",
     "blender_camera_matrices",
+    "intrinsics_from_blender",
     "intrinsics_from_lens",
     "lens_params",
     "scale_intrinsics",
@@ -67,9 +68,11 @@ def blender_camera_matrices(w2c: np.ndarray) -> np.ndarray:
 
 
 def w2c_from_blender_matrices(matrices: np.ndarray) -> np.ndarray:
-    """Blender camera matrices ``(N, 4, 4)`` (camera-to-world, rigid) → OpenCV w2c ``(N, 3, 4)``."""
+    """Blender camera matrices ``(N, 4, 4)`` (camera-to-world) → OpenCV w2c ``(N, 3, 4)``; the inverse of
+    ``blender_camera_matrices``. An object's scale is left out (a camera's scale does not change its view)."""
     m = np.asarray(matrices, np.float64)
-    rot_cv_c2w = m[..., :3, :3] @ CV_TO_BLENDER_CAMERA
+    axes = m[..., :3, :3] / np.linalg.norm(m[..., :3, :3], axis=-2, keepdims=True)
+    rot_cv_c2w = axes @ CV_TO_BLENDER_CAMERA
     rot = np.swapaxes(rot_cv_c2w, -1, -2)
     out = np.empty(m.shape[:-2] + (3, 4))
     out[..., :3, :3] = rot
@@ -139,12 +142,55 @@ def intrinsics_from_lens(
     pixel_aspect_y: float = 1.0,
 ) -> np.ndarray:
     """The inverse of ``lens_params`` for one camera with ``sensor_fit = 'HORIZONTAL'`` → K (3, 3)."""
-    fx = lens * width / sensor_width
-    fy = fx * pixel_aspect_x / pixel_aspect_y
-    ycor = pixel_aspect_y / pixel_aspect_x
-    cx = width / 2.0 - shift_x * width
-    cy = height / 2.0 + shift_y * width / ycor
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    return intrinsics_from_blender(
+        lens, sensor_width, sensor_width, "HORIZONTAL", shift_x, shift_y, width, height,
+        pixel_aspect_x, pixel_aspect_y,
+    )  # fmt: skip
+
+
+def intrinsics_from_blender(
+    lens,
+    sensor_width,
+    sensor_height,
+    sensor_fit: str,
+    shift_x,
+    shift_y,
+    width,
+    height,
+    pixel_aspect_x=1.0,
+    pixel_aspect_y=1.0,
+) -> np.ndarray:
+    """Any Blender perspective camera rendered at ``width`` × ``height`` pixels → K ``(..., 3, 3)``.
+
+    The inverse of ``lens_params`` (which always writes ``HORIZONTAL``), for every sensor fit. Blender's
+    view plane (``BKE_camera_params_compute_viewplane``): the sensor size is ``sensor_height`` for
+    ``VERTICAL``, else ``sensor_width``; ``AUTO`` fits the larger side of the image in aspect-corrected
+    pixels (``pax·W ≥ pay·H``: horizontal). With ``ycor = pay / pax`` the fitted side spans
+    ``viewfac = W`` (horizontal) or ``ycor · H`` (vertical) units, and shifts are fractions of it:
+    ``fx = lens · viewfac / sensor``, ``fy = fx / ycor``, ``cx = W/2 − shift_x · viewfac``,
+    ``cy = H/2 + shift_y · viewfac / ycor``. Arguments broadcast (an animated lens gives one K per frame).
+    """
+    if sensor_fit not in ("AUTO", "HORIZONTAL", "VERTICAL"):
+        raise ValueError(f"unknown sensor fit {sensor_fit!r}")
+    lens, sw, sh, sx, sy, w, h, pax, pay = np.broadcast_arrays(
+        *(np.asarray(v, np.float64) for v in (
+            lens, sensor_width, sensor_height, shift_x, shift_y, width, height, pixel_aspect_x, pixel_aspect_y
+        ))
+    )  # fmt: skip
+    ycor = pay / pax
+    horizontal = (
+        (pax * w >= pay * h) if sensor_fit == "AUTO" else np.full(w.shape, sensor_fit == "HORIZONTAL")
+    )
+    sensor = np.where(sensor_fit == "VERTICAL", sh, sw)
+    viewfac = np.where(horizontal, w, ycor * h)
+    fx = lens * viewfac / sensor
+    K = np.zeros(w.shape + (3, 3))
+    K[..., 0, 0] = fx
+    K[..., 1, 1] = fx / ycor
+    K[..., 0, 2] = w / 2.0 - sx * viewfac
+    K[..., 1, 2] = h / 2.0 + sy * viewfac / ycor
+    K[..., 2, 2] = 1.0
+    return K
 
 
 def scale_intrinsics(K: np.ndarray, processed_hw: np.ndarray, original_hw: np.ndarray) -> np.ndarray:
