@@ -61,6 +61,12 @@ class DA3_PG_scene_settings(bpy.types.PropertyGroup):
             ("FILES", "Images", "Images chosen in the file browser"),
             ("FOLDER", "Folder", "Every image in a folder"),
             (
+                "CAMERAS",
+                "Scene Cameras",
+                "The selected cameras as the views, with their known intrinsics and poses: each camera's "
+                "background image, or a render from it. The result lands in the scene's frame and units",
+            ),
+            (
                 "CLIP",
                 "Movie Clip",
                 "Track the camera of the Clip Editor's movie clip (the scene's active clip)",
@@ -69,6 +75,18 @@ class DA3_PG_scene_settings(bpy.types.PropertyGroup):
             ("VIDEO", "Video File", "Track the camera of a video file"),
         ],
         default="FILES",
+    )
+    use_camera_track: BoolProperty(
+        name="Use Camera Track",
+        description="Condition the shot on an animated camera that already tracks it (Blender's tracker, "
+        "ours, or one imported from another tracker): the result keeps its cameras and lands in its frame",
+        default=False,
+    )
+    track_camera: PointerProperty(
+        name="Track Camera",
+        description="The animated camera of the shot",
+        type=bpy.types.Object,
+        poll=lambda _self, obj: obj.type == "CAMERA",
     )
     video_file: StringProperty(name="Video", description="The video file to track", subtype="FILE_PATH")
     shot_whole: BoolProperty(
@@ -211,6 +229,7 @@ def settings_values(s: DA3_PG_scene_settings) -> dict:
         "shot_stride": s.shot_stride,
         "chunk_size": s.chunk_size,
         "chunk_overlap": s.chunk_overlap,
+        "use_camera_track": s.use_camera_track,
     }
 
 
