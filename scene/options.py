@@ -20,6 +20,7 @@ class ShotImportOptions:
 
     points: bool = True
     max_points: int | None = 500_000
+    mesh: bool = True  # the fused mesh (mesh.ply), when the bundle has one
     rotation_mode: str = "QUATERNION"  # or "EULER" (XYZ, Euler-filtered)
     animated_focal: bool = False  # key the lens per frame (zoom shots) instead of one robust focal length
     background: bool = True  # the plate behind the camera
@@ -53,6 +54,7 @@ class ImportOptions:
         return ShotImportOptions(
             points=self.points,
             max_points=self.max_points,
+            mesh=self.mesh,
             rotation_mode=self.camera_rotation,
             animated_focal=self.animated_focal,
             background=self.backgrounds,

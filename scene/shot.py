@@ -29,6 +29,7 @@ from ..session.solve import SolveSummary
 from .bundle_data import bundle_points, original_intrinsics, root_alignment
 from .camera_data import add_background
 from .convert import ENGINE_TO_BLENDER
+from .mesh import MESH_FILE, import_mesh_file
 from .options import ShotImportOptions
 from .points import create_point_cloud
 from .root import ImportResult, build_reconstruction, make_root
@@ -50,6 +51,7 @@ class ShotImportResult(ImportResult):
     def summary(self) -> str:
         units = "metres" if self.units == "metre" else "relative units"
         cloud = f", {self.num_points:,} points" if self.points is not None else ""
+        cloud += f", a mesh of {self.num_faces:,} faces" if self.mesh is not None else ""
         solve = f". {self.solve.headline()}" if self.solve is not None else ""
         return (
             f"Imported a camera on frames {self.frame_range[0]}-{self.frame_range[1]} ({self.keys} keys)"
@@ -128,6 +130,9 @@ def _build(
             cloud = create_point_cloud(f"{name} Points", *cloud_arrays, collection, parent=root)
             count = len(cloud_arrays[0])
             extent = float(cloud["da3_scene_size"])
+    mesh = None
+    if options.mesh and MESH_FILE in bundle.files:
+        mesh = import_mesh_file(bundle.file(MESH_FILE), f"{name} Mesh", collection, parent=root)
     w2c = np.asarray(bundle.extrinsics, np.float64)[rows]
     if extent is None:
         centres = -np.einsum("nji,nj->ni", w2c[:, :, :3], w2c[:, :, 3])
@@ -169,6 +174,8 @@ def _build(
         [camera],
         count,
         units=bundle.units,
+        mesh=mesh,
+        num_faces=len(mesh.data.polygons) if mesh is not None else 0,
         frame_range=frame_range,
         keys=len(key_frames),
         clip=clip,

@@ -16,6 +16,7 @@ from engine.geometry.mesh import Mesh
 
 from .bundles import WALL_Z, wall_views
 from .render_utils import render, render_to, setup_cycles
+from .shots import shot_arrays, shot_meta
 
 
 def _grid_mesh(n: int = 6, seed: int = 0) -> Mesh:
@@ -197,6 +198,22 @@ def test_a_coarser_view_mesh_step_and_no_view_meshes_without_depth(clean_scene, 
     shot_like = types.SimpleNamespace(folder=tmp_path / "shot", depth=None, images=None, num_views=3)
     with pytest.raises(ValueError, match="no depth maps"):
         mesh_mod.create_view_meshes("x", shot_like, clean_scene.collection)
+
+
+def test_a_shot_bundle_brings_its_fused_mesh_and_says_why_there_are_no_view_meshes(
+    clean_scene, sub, tmp_path
+):
+    importer = sub("scene.importer")
+    arrays = shot_arrays(np.arange(6))
+    source = _grid_mesh()
+    ply = write_mesh_ply(tmp_path / "shot_mesh.ply", source)
+    folder = write_bundle(tmp_path / "shot", arrays, shot_meta(6), {"mesh.ply": ply})
+    result = importer.import_bundle(bpy.context, folder, importer.ImportOptions(view_meshes=True))
+    assert result.mesh is not None and result.mesh.parent == result.root
+    assert len(result.mesh.data.polygons) == source.num_faces and not result.view_meshes
+    assert "a mesh of 50 faces" in result.summary and "no depth maps" in result.summary
+    skipped = importer.import_bundle(bpy.context, folder, importer.ImportOptions(mesh=False, name="again"))
+    assert skipped.mesh is None
 
 
 def test_cycles_shows_the_vertex_colours(clean_scene, sub, tmp_path):
