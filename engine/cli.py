@@ -51,6 +51,7 @@ CLI_EXPORTS = {
     "ply": "points",
     "gs": "gaussians",
     "glb": "glb",
+    "mesh": "mesh",
     "colmap": "colmap",
     "depth": "depth",
     "splats": "splat_previews",
@@ -127,8 +128,8 @@ def _parser() -> argparse.ArgumentParser:
         default=(),
         metavar="LIST",
         help="comma-separated extras beside reconstruction.npz: ply (points), glb, gs (3D Gaussians, "
-        "giant models), splats (the Gaussians rendered from each view; needs gsplat), colmap, depth (PNG "
-        "previews); npz is always written",
+        "giant models), splats (the Gaussians rendered from each view; needs gsplat), mesh (one fused mesh), "
+        "colmap, depth (PNG previews); npz is always written",
     )
     add("--frames", type=_frame_range, metavar="START:END:STEP", help="frame range (END exclusive)")
     add("--fps", type=float, metavar="F", help="take video frames at this rate instead of every frame")
@@ -163,6 +164,20 @@ def _parser() -> argparse.ArgumentParser:
         default=d.skip_unreadable,
         help="skip images that cannot be read, with a warning (default), or fail",
     )
+    add(
+        "--mesh-voxel-size",
+        type=float,
+        metavar="S",
+        help="voxel edge of the fused mesh in scene units (default: from the scene's depth and resolution)",
+    )
+    add(
+        "--mesh-detail",
+        type=float,
+        default=d.mesh_detail,
+        metavar="X",
+        help="with the automatic voxel size: 2 halves the voxel edge (finer, slower), 0.5 doubles it",
+    )
+    add("--mesh-max-faces", type=int, metavar="N", help="decimate the fused mesh to about N faces")
     add("--offline", action="store_true", help="never download: use the cache or a local folder only")
     return p
 
@@ -188,6 +203,9 @@ def _request(args: argparse.Namespace) -> ReconstructRequest:
         seed=args.seed,
         chunk_size=args.chunk_size,
         chunk_overlap=args.overlap,
+        mesh_voxel_size=args.mesh_voxel_size,
+        mesh_detail=args.mesh_detail,
+        mesh_max_faces=args.mesh_max_faces,
     )
     inputs = tuple(os.path.abspath(path) for path in args.inputs)
     return ReconstructRequest(

@@ -84,10 +84,10 @@ def test_reconstruct_errors_exit_1_with_the_message_and_bad_options_exit_2(
     assert "Traceback" not in missing.stderr and missing.stdout == ""
     assert not (tmp_path / "o").exists()
 
-    mesh = run_engine(
-        "reconstruct", stills, "--out", tmp_path / "o", "--model", small_checkpoint, "--export", "mesh"
+    detail = run_engine(
+        "reconstruct", stills, "--out", tmp_path / "o", "--model", small_checkpoint, "--mesh-detail", "9"
     )
-    assert mesh.returncode == 1 and "'mesh' export cannot be made" in mesh.stderr
+    assert detail.returncode == 2 and "mesh_detail" in detail.stderr
 
     frames = run_engine(
         "reconstruct", stills, "--out", tmp_path / "o", "--model", small_checkpoint, "--frames", "x"

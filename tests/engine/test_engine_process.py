@@ -267,7 +267,7 @@ def _bad_jobs(media: dict[str, Path], tmp: Path) -> dict[str, tuple[dict, str]]:
         "pickle checkpoint": ({"model": pickle_model}, "pickle checkpoint.*safetensors"),
         "bad cameras": ({"cameras": str(tmp / "cams.json")}, r"cameras file .*not \(N, 3, 3\)"),
         "gaussians on a small model": ({"infer_gs": True, "exports": ("gaussians",)}, "need a giant model"),
-        "mesh": ({"exports": ("mesh",)}, "'mesh' export cannot be made"),
+        "nerfstudio": ({"exports": ("nerfstudio",)}, "'nerfstudio' export cannot be made"),
     }
 
 
