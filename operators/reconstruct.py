@@ -13,6 +13,7 @@ background mode).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import bpy
 
@@ -22,11 +23,13 @@ from ..session.jobspec import JobSpecError, build_request, build_shot_request
 from ..session.results_cache import clean_results
 from ..session.service import BusyError, JobState
 from . import runtime
+from .camera_jobs import scene_cameras_job, with_camera_track
 
 __all__ = [
     "DA3_OT_cancel",
     "DA3_OT_reconstruct",
     "begin",
+    "begin_steps",
     "modal_step",
     "shot_source",
     "tick",
@@ -52,6 +55,10 @@ def why_not_ready(context: bpy.types.Context) -> str | None:
         return "Select a movie strip in the Video Sequencer"
     if s.input_mode == "VIDEO" and not s.video_file:
         return "Choose a video file first"
+    if s.input_mode == "CAMERAS" and not any(o.type == "CAMERA" for o in context.selected_objects):
+        return "Select the scene cameras to reconstruct from"
+    if properties.is_shot(s) and s.use_camera_track and s.track_camera is None:
+        return "Pick the track camera under Shot (or turn off Use Camera Track)"
     if s.model == "CUSTOM" and not s.custom_model:
         return "Choose the model folder"
     prefs = preferences.prefs_values(preferences.get_prefs(context))
@@ -105,11 +112,21 @@ def clean_results_folder(output_root: str, prefs: dict) -> None:
 
 
 def begin(context: bpy.types.Context) -> JobState:
-    """Validate the settings, build the job and submit it (the engine starts if needed).
+    """Validate the settings, build the job and submit it (the engine starts if needed), all at once.
 
-    Images make a reconstruction job; a Movie Clip, movie strip or video file makes a shot job (video
-    frames in chunks) whose input is kept on the job for the import. Raises JobSpecError (bad settings,
-    no engine) or BusyError (a job runs)."""
+    Images make a reconstruction job; scene cameras a job over their images conditioned on them; a Movie
+    Clip, movie strip or video file makes a shot job (video frames in chunks, with a camera track as its
+    known cameras when asked) whose input is kept on the job for the import. Raises JobSpecError (bad
+    settings, no engine) or BusyError (a job runs)."""
+    for _ in begin_steps(context):
+        pass
+    return runtime.service().job
+
+
+def begin_steps(context: bpy.types.Context) -> Iterator[str]:
+    """``begin`` in steps: each step that renders a scene camera's view (or saves its image) first yields
+    what it is about to do, so the modal operator runs one per timer tick and Blender redraws between
+    them; the job is submitted when the iterator ends."""
     from ..session.shot import ShotError
 
     prefs = preferences.prefs_values(preferences.get_prefs(context))
@@ -120,22 +137,27 @@ def begin(context: bpy.types.Context) -> JobState:
     clean_results_folder(output_root, prefs)
     s = properties.settings(context)
     values = properties.settings_values(s)
+    if s.input_mode == "CAMERAS":
+        yield from scene_cameras_job(context, values, prefs, output_root)
+        return
     if not properties.is_shot(s):
         request = build_request(values, prefs, output_root)
         runtime.set_report("INFO", f"Reconstructing {len(request.inputs)} images...")
-        return runtime.service().submit(request)
+        runtime.service().submit(request)
+        return
     try:
         source = shot_source(context, s)
     except ShotError as exc:
         raise JobSpecError(str(exc)) from exc
     request = build_shot_request(values, prefs, output_root, source)
+    if s.use_camera_track:
+        request = with_camera_track(context, s.track_camera, request, source, values, output_root)
     start, end, step = request.options.frames
     count = len(range(start, end, step))
     runtime.set_report("INFO", f"Tracking {count} frames of {source.name}...")
     job = runtime.service().submit(request)
     job.unit, job.frames = "frames", count
     job.meta["shot"] = source.to_dict()
-    return job
 
 
 def _import_result(context: bpy.types.Context, job: JobState) -> None:
@@ -204,8 +226,42 @@ def _finish(op, context: bpy.types.Context, outcome: str) -> set[str]:
     return {"FINISHED"} if outcome == "finished" else {"CANCELLED"}
 
 
+def advance(op, context: bpy.types.Context) -> bool | None:
+    """The next step of ``op._steps`` (``begin_steps``): True when the job is submitted, False when it
+    was refused (reported on ``op``), None while views are still being made."""
+    try:
+        text = next(op._steps)
+    except StopIteration:
+        op._steps = None
+        return True
+    except (JobSpecError, BusyError) as exc:
+        op._steps = None
+        runtime.set_report("ERROR", str(exc))
+        op.report({"ERROR"}, str(exc))
+        return False
+    runtime.set_report("INFO", text)
+    _status_bar(context, f"DA3 Reconstruct: {text} (Esc cancels)")
+    tag_redraw(context)
+    return None
+
+
 def modal_step(op, context: bpy.types.Context, event) -> set[str]:
-    """One modal event: Esc cancels, a timer tick drains events, anything else passes through."""
+    """One modal event: Esc cancels, a timer tick drains events (or makes the next view of scene
+    cameras before the job is submitted), anything else passes through."""
+    if getattr(op, "_steps", None) is not None:
+        if event.type == "ESC" and event.value == "PRESS":
+            op._steps.close()
+            op._steps = None
+            runtime.set_report("WARNING", "Reconstruction cancelled before it started; nothing was imported.")
+            _status_bar(context, None)
+            return _finish(op, context, "cancelled")
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        done = advance(op, context)
+        if done is False:
+            _status_bar(context, None)
+            return _finish(op, context, "failed")
+        return {"RUNNING_MODAL"}
     if event.type == "ESC" and event.value == "PRESS":
         runtime.service().cancel()
         tag_redraw(context)
@@ -227,6 +283,7 @@ the camera of a movie clip, strip or video file"""
     bl_options = {"REGISTER", "UNDO"}
 
     _timer = None
+    _steps = None
 
     @classmethod
     def poll(cls, context):
@@ -235,17 +292,17 @@ the camera of a movie clip, strip or video file"""
             cls.poll_message_set(reason)
         return reason is None
 
-    def _begin(self, context) -> bool:
-        """Submit the job; a refusal (bad settings, no engine, a job running) is reported instead."""
-        try:
-            begin(context)
-        except (JobSpecError, BusyError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return False
-        return True
+    def _begin(self, context, *, steps: bool = False) -> bool:
+        """Submit the job; a refusal (bad settings, no engine, a job running) is reported instead. With
+        ``steps`` the views of scene cameras are left for the timer ticks (``_steps``)."""
+        self._steps = begin_steps(context)
+        while (done := advance(self, context)) is None:
+            if steps:
+                return True
+        return done
 
     def invoke(self, context, event):
-        if not self._begin(context):
+        if not self._begin(context, steps=True):
             return {"CANCELLED"}
         wm = context.window_manager
         self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
@@ -257,6 +314,9 @@ the camera of a movie clip, strip or video file"""
 
     def cancel(self, context):
         """Blender ended the operator (window closed, file loaded): stop the job, import nothing."""
+        if self._steps is not None:  # still making the views of scene cameras
+            self._steps.close()
+            self._steps = None
         runtime.service().cancel()
         if self._timer is not None:
             context.window_manager.event_timer_remove(self._timer)
