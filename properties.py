@@ -11,7 +11,7 @@ from bpy.props import (
 )
 
 from . import idnames
-from .engine.process.protocol import PROCESS_RES_METHODS, REF_VIEW_STRATEGIES
+from .engine.process.protocol import MESH_DETAIL_RANGE, PROCESS_RES_METHODS, REF_VIEW_STRATEGIES
 from .session import models
 from .session.jobspec import MAX_RES, MIN_RES, snap_resolution
 
@@ -177,6 +177,46 @@ class DA3_PG_scene_settings(bpy.types.PropertyGroup):
         description="Predict 3D Gaussians and import them (models with the Gaussian head: Giant, Nested)",
         default=True,
     )
+    import_mesh: BoolProperty(
+        name="Mesh (fused)",
+        description="Fuse the depth maps into one coloured triangle mesh in the engine and import it",
+        default=False,
+    )
+    mesh_detail: bpy.props.FloatProperty(
+        name="Detail",
+        description="Finer or coarser fused mesh: 2 halves the automatic voxel size, 0.5 doubles it",
+        default=1.0,
+        min=MESH_DETAIL_RANGE[0],
+        max=MESH_DETAIL_RANGE[1],
+    )
+    mesh_voxel_size: bpy.props.FloatProperty(
+        name="Voxel Size",
+        description="Edge of the fusion voxels in scene units (0: chosen from the scene and the detail)",
+        default=0.0,
+        min=0.0,
+        precision=4,
+        step=0.1,
+    )
+    mesh_max_faces: IntProperty(
+        name="Max Faces",
+        description="Simplify the fused mesh to at most this many triangles (0: keep them all)",
+        default=0,
+        min=0,
+        soft_max=5_000_000,
+    )
+    import_view_meshes: BoolProperty(
+        name="Per-view Meshes",
+        description="One mesh per image from its depth map, textured with the image (images only: a tracked "
+        "shot keeps no depth maps)",
+        default=False,
+    )
+    view_mesh_step: IntProperty(
+        name="Pixel Step",
+        description="Per-view meshes use every n-th pixel (2 makes a quarter of the triangles)",
+        default=1,
+        min=1,
+        soft_max=8,
+    )
     import_cameras: BoolProperty(name="Cameras", description="Import one camera per image", default=True)
     camera_backgrounds: BoolProperty(
         name="Image Backgrounds", description="Show each image as its camera's background", default=True
@@ -222,6 +262,10 @@ def settings_values(s: DA3_PG_scene_settings) -> dict:
         "process_res_method": s.process_res_method,
         "metric": s.metric,
         "gaussians": s.import_gaussians,
+        "mesh": s.import_mesh,
+        "mesh_detail": s.mesh_detail,
+        "mesh_voxel_size": s.mesh_voxel_size,
+        "mesh_max_faces": s.mesh_max_faces,
         "use_ray_pose": s.use_ray_pose,
         "ref_view_strategy": s.ref_view_strategy,
         "video_file": bpy.path.abspath(s.video_file) if s.video_file else "",
@@ -246,6 +290,9 @@ def import_values(s: DA3_PG_scene_settings) -> dict:
     return {
         "points": s.import_points,
         "gaussians": s.import_gaussians,
+        "mesh": s.import_mesh,
+        "view_meshes": s.import_view_meshes,
+        "view_mesh_step": s.view_mesh_step,
         "cameras": s.import_cameras,
         "backgrounds": s.camera_backgrounds,
         "set_render": s.set_render,

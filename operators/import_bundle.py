@@ -35,6 +35,18 @@ class DA3_OT_import_bundle(bpy.types.Operator):
         description="The 3D Gaussians, when the bundle has them (giant and nested models)",
         default=True,
     )
+    mesh: BoolProperty(
+        name="Mesh (fused)", description="The fused mesh, when the bundle has one", default=True
+    )
+    view_meshes: BoolProperty(
+        name="Per-view Meshes",
+        description="One mesh per view from its depth map, textured with its image (a tracked shot's bundle "
+        "keeps no depth maps: none there)",
+        default=False,
+    )
+    view_mesh_step: IntProperty(
+        name="Pixel Step", description="Per-view meshes use every n-th pixel", default=1, min=1, soft_max=8
+    )
     cameras: BoolProperty(name="Cameras", default=True)
     backgrounds: BoolProperty(name="Image Backgrounds", default=True)
     animated_camera: EnumProperty(
@@ -78,6 +90,9 @@ class DA3_OT_import_bundle(bpy.types.Operator):
         return {
             "points": self.points,
             "gaussians": self.gaussians,
+            "mesh": self.mesh,
+            "view_meshes": self.view_meshes,
+            "view_mesh_step": self.view_mesh_step,
             "cameras": self.cameras,
             "backgrounds": self.backgrounds,
             "animated_camera": self.animated_camera,
@@ -111,6 +126,9 @@ class DA3_OT_import_bundle(bpy.types.Operator):
             "max_points",
             "conf_percentile",
             "gaussians",
+            "mesh",
+            "view_meshes",
+            "view_mesh_step",
             "cameras",
             "backgrounds",
             "animated_camera",

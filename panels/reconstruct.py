@@ -76,6 +76,10 @@ class VIEW3D_PT_da3_inputs(Sidebar, bpy.types.Panel):
             from .shot import draw_shot_input
 
             draw_shot_input(layout, context, s)
+        elif s.input_mode == "CAMERAS":
+            from .known_cameras import draw_scene_cameras
+
+            draw_scene_cameras(layout, context)
         elif s.input_mode == "FILES":
             row = layout.row(align=True)
             row.operator(idnames.CHOOSE_IMAGES, icon="FILEBROWSER")
@@ -151,6 +155,19 @@ class VIEW3D_PT_da3_import(Sidebar, bpy.types.Panel):
             col.label(text=f"Gaussians: {models.gaussian_model_labels()}", icon="INFO")
         else:
             col.prop(s, "import_gaussians")
+        col.prop(s, "import_mesh")
+        sub = col.column()
+        sub.enabled = s.import_mesh
+        sub.prop(s, "mesh_detail")
+        sub.prop(s, "mesh_voxel_size")
+        sub.prop(s, "mesh_max_faces")
+        if properties.is_shot(s):
+            col.label(text="Per-view Meshes: images only (a shot keeps no depth)", icon="INFO")
+        else:
+            col.prop(s, "import_view_meshes")
+            sub = col.column()
+            sub.enabled = s.import_view_meshes
+            sub.prop(s, "view_mesh_step")
         col.prop(s, "import_cameras")
         sub = col.column()
         sub.enabled = s.import_cameras

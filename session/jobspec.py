@@ -14,6 +14,7 @@ from typing import Any
 
 from ..engine.process.protocol import (
     CHUNK_SIZE_MIN,
+    MESH_MIN_FACES,
     PATCH_SIZE,
     PROCESS_RES_RANGE,
     JobOptions,
@@ -89,7 +90,7 @@ def build_request(
         )
     except InputError as exc:
         raise JobSpecError(str(exc)) from exc
-    options = _options(settings, prefs, **_gaussian_options(settings, prefs))
+    options = _options(settings, prefs, **_with_mesh(settings, _gaussian_options(settings, prefs)))
     job = new_job_id()
     return ReconstructRequest(
         job=job,
@@ -120,6 +121,26 @@ def _gaussian_options(settings: Mapping[str, Any], prefs: Mapping[str, Any]) -> 
         if key not in {m.key for m in models.MODELS} or not models.model_info(key).gaussians:
             return {}
     return {"infer_gs": True, "exports": ("gaussians",)}
+
+
+def _with_mesh(settings: Mapping[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` job options plus the fused mesh's when the panel asks for it: the ``mesh`` export, its
+    detail, voxel size (0: automatic) and face budget (0: keep all)."""
+    if not settings.get("mesh", False):
+        return extra
+    faces = int(settings.get("mesh_max_faces", 0))
+    if 0 < faces < MESH_MIN_FACES:
+        raise JobSpecError(
+            f"Max Faces must be 0 (keep every face) or at least {MESH_MIN_FACES}, got {faces}."
+        )
+    voxel = float(settings.get("mesh_voxel_size", 0.0))
+    return {
+        **extra,
+        "exports": (*extra.get("exports", ()), "mesh"),
+        "mesh_detail": float(settings.get("mesh_detail", 1.0)),
+        "mesh_voxel_size": voxel if voxel > 0 else None,
+        "mesh_max_faces": faces or None,
+    }
 
 
 def _folder_has_gaussians(folder: str) -> bool:
@@ -184,7 +205,7 @@ def build_shot_request(
         raise JobSpecError(str(exc)) from exc
     chunks = chunk_options(settings.get("chunk_size", 0), settings.get("chunk_overlap", 0))
     positions = {"frame_positions_fps": source.fps} if source.fps > 0 else {}  # Blender's frame numbering
-    options = _options(settings, prefs, frames=frames, **chunks, **positions)
+    options = _options(settings, prefs, **_with_mesh(settings, {"frames": frames, **chunks, **positions}))
     job = new_job_id()
     return ReconstructRequest(
         job=job,

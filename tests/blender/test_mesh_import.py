@@ -254,3 +254,53 @@ def test_cycles_shows_the_vertex_colours(clean_scene, sub, tmp_path):
 def _linear(srgb: np.ndarray) -> np.ndarray:
     srgb = np.asarray(srgb, np.float64)
     return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+
+
+def test_file_import_offers_the_mesh_options(clean_scene, sub, tmp_path):
+    folder = _bundle(tmp_path / "wall", mesh=_grid_mesh())
+    assert bpy.ops.import_scene.da3_reconstruction(
+        filepath=str(folder / "manifest.json"), view_meshes=True, view_mesh_step=2, points=False
+    ) == {"FINISHED"}
+    meshes = [o for o in bpy.data.objects if o.get(sub("scene.mesh").MESH_KIND_KEY)]
+    assert sorted(o[sub("scene.mesh").MESH_KIND_KEY] for o in meshes) == ["fused", "view", "view"]
+
+
+def test_the_panel_asks_the_engine_for_a_mesh(clean_scene, sub, tmp_path):
+    from PIL import Image
+
+    from .conftest import draw
+
+    jobspec, properties = sub("session.jobspec"), sub("properties")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    prefs = {"default_model": "DA3_SMALL", "device": "auto"}
+    s = properties.settings(bpy.context)
+    s.input_mode, s.folder, s.model = "FOLDER", str(folder), "DA3_GIANT"
+    s.import_mesh, s.mesh_detail, s.mesh_max_faces = True, 2.0, 20000
+    request = jobspec.build_request(properties.settings_values(s), prefs, str(tmp_path / "out"))
+    options = request.options
+    assert options.exports == ("gaussians", "mesh") and options.infer_gs
+    assert (options.mesh_detail, options.mesh_voxel_size, options.mesh_max_faces) == (2.0, None, 20000)
+    s.mesh_voxel_size, s.mesh_max_faces, s.import_gaussians = 0.05, 0, False
+    options = jobspec.build_request(properties.settings_values(s), prefs, str(tmp_path / "out")).options
+    assert options.exports == ("mesh",) and options.mesh_voxel_size == pytest.approx(0.05)
+    assert options.mesh_max_faces is None
+    s.mesh_max_faces = 50
+    with pytest.raises(jobspec.JobSpecError, match="Max Faces"):
+        jobspec.build_request(properties.settings_values(s), prefs, str(tmp_path / "out"))
+    s.import_mesh = False
+    assert (
+        jobspec.build_request(properties.settings_values(s), prefs, str(tmp_path / "o")).options.exports == ()
+    )
+    values = properties.import_values(s)
+    assert values["mesh"] is False and values["view_meshes"] is False and values["view_mesh_step"] == 1
+
+    panel = sub("panels.reconstruct").VIEW3D_PT_da3_import
+    layout = draw(panel)
+    for name in ("import_mesh", "mesh_detail", "mesh_voxel_size", "mesh_max_faces", "import_view_meshes"):
+        assert ("prop", name) in layout.log
+    s.input_mode = "VIDEO"
+    layout = draw(panel)
+    assert ("prop", "import_view_meshes") not in layout.log
+    assert any("shot keeps no depth" in t for t in layout.texts())
