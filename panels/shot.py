@@ -75,6 +75,9 @@ class VIEW3D_PT_da3_shot(Sidebar, bpy.types.Panel):
         sub.prop(s, "shot_frame_start", text="Frame Start")
         sub.prop(s, "shot_frame_end", text="End")
         col.prop(s, "shot_stride")
+        col.prop(s, "use_camera_track")
+        if s.use_camera_track:
+            col.prop(s, "track_camera", text="Camera")
         col.separator()
         sub = col.column(align=True)
         sub.prop(s, "chunk_size")
