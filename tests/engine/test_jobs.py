@@ -301,7 +301,6 @@ def test_cancel_while_exporting_keeps_the_old_bundle_whole(small_checkpoint, tmp
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"exports": ("mesh",)}, "'mesh' export cannot be made.*export 'points'"),
         ({"exports": ("nerfstudio",)}, "nerfstudio export is not available.*'colmap'"),
         ({"infer_gs": True, "exports": ("gaussians",)}, "Gaussians need a giant model"),
         ({"metric": True, "cameras": "cams.json"}, "Known cameras already fix the units"),
