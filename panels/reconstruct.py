@@ -80,10 +80,6 @@ class VIEW3D_PT_da3_inputs(Sidebar, bpy.types.Panel):
             from .known_cameras import draw_scene_cameras
 
             draw_scene_cameras(layout, context)
-        elif s.input_mode == "CAMERAS":
-            from .known_cameras import draw_scene_cameras
-
-            draw_scene_cameras(layout, context)
         elif s.input_mode == "FILES":
             row = layout.row(align=True)
             row.operator(idnames.CHOOSE_IMAGES, icon="FILEBROWSER")
