@@ -6,10 +6,12 @@
 Cases: 3D Gaussians of 1M and 5M splats with SH degree 3 from a 3DGS PLY (read + object + attributes +
 modifier), beside Blender's own PLY importer (``wm.ply_import``) on the same file, which only reads the
 raw attributes; the splats' first evaluation for the viewport (points) and for a render (instances), and
-a Cycles render of 1M splats; a point cloud of 1M and 5M points (mesh + colour, confidence, confidence rank and view
-attributes + the Geometry Nodes modifier and material), the same clouds evaluated once (what the
-viewport does on the first redraw), one camera keyed on 1000 frames (location, quaternion, lens, shift),
-and a whole bundle (8 views at 504×378) through ``import_bundle``. Each case runs in its own process so
+a Cycles render of 1M splats; a fused mesh of 1M and 5M coloured triangles from a PLY (ours: triangles,
+byte colours, material) beside ``wm.ply_import`` of the same file; a point cloud of 1M and 5M points
+(mesh + colour, confidence, confidence rank and view attributes + the Geometry Nodes modifier and
+material), the same clouds evaluated once (what the viewport does on the first redraw), one camera keyed
+on 1000 frames (location, quaternion, lens, shift), and a whole bundle (8 views at 504×378) through
+``import_bundle``, with its points or with per-view meshes. Each case runs in its own process so
 its peak memory (``ru_maxrss``) is its own; "added" is the peak minus the memory before the import
 (bpy loaded, input arrays made). Targets: under 1 s for the 1M and 5M clouds and the 1000-frame camera.
 """
@@ -160,6 +162,69 @@ def case_splats(n: int, tool: str, evaluate: bool, render: bool, warm_groups: bo
     return out
 
 
+def _mesh_file(faces: int) -> Path:
+    """A binary triangle PLY of about ``faces`` triangles with colours: a wavy grid, as a fused mesh's
+    connectivity is (every inner vertex in six triangles); written once per size, not timed."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from engine.formats.mesh_ply import write_mesh_ply
+    from engine.geometry.mesh import Mesh
+
+    side = int(np.sqrt(faces / 2)) + 1
+    path = Path(tempfile.gettempdir()) / f"da3_bench_mesh_{faces}.ply"
+    if not path.exists():
+        rng = np.random.default_rng(0)
+        y, x = np.mgrid[0:side, 0:side].astype(np.float32) / side
+        z = 0.05 * np.sin(20 * x) * np.cos(15 * y)
+        idx = np.arange(side * side, dtype=np.int32).reshape(side, side)
+        a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
+        c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+        mesh = Mesh(
+            np.stack([x, y, z], -1).reshape(-1, 3),
+            np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)]),
+            rng.integers(0, 256, (side * side, 3), dtype=np.uint8),
+        )
+        write_mesh_ply(path, mesh)
+    return path
+
+
+def case_mesh_file(faces: int) -> dict:
+    """Write the benchmark's mesh file in a process of its own (its memory stays out of the cases)."""
+    path = _mesh_file(faces)
+    return {"seconds": 0.0, "file_mb": path.stat().st_size / 1e6, "peak_mb": _rss_mb(), "added_mb": 0.0}
+
+
+def case_mesh(faces: int, tool: str) -> dict:
+    """A fused mesh from a PLY: ours (``scene.mesh.import_mesh_file``: mapped read, triangles, byte colours,
+    material) or Blender's ``wm.ply_import`` of the same file."""
+    import bpy
+
+    path = _mesh_file(faces)
+    _load_extension()
+    from da3_reconstruct.scene.mesh import import_mesh_file
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    with open(path, "rb") as fh:  # the file in the page cache for both importers (no disk in the timing)
+        while fh.read(1 << 24):
+            pass
+    before = _rss_mb()
+    start = time.perf_counter()
+    if tool == "blender":
+        bpy.ops.wm.ply_import(filepath=str(path))
+        obj = bpy.context.view_layer.objects.active
+    else:
+        obj = import_mesh_file(path, "Bench Mesh", bpy.context.scene.collection)
+    out = {"seconds": time.perf_counter() - start, "faces": len(obj.data.polygons)}
+    out.update(
+        vertices=len(obj.data.vertices),
+        file_mb=path.stat().st_size / 1e6,
+        peak_mb=_rss_mb(),
+        added_mb=_rss_mb() - before,
+    )
+    return out
+
+
 def case_camera(frames: int) -> dict:
     import bpy
     import numpy as np
@@ -208,7 +273,7 @@ def _fcurves(id_block) -> list:
     return list(action.fcurves)
 
 
-def case_bundle(views: int) -> dict:
+def case_bundle(views: int, view_meshes: bool = False) -> dict:
     import bpy
     import numpy as np
 
@@ -227,7 +292,9 @@ def case_bundle(views: int) -> dict:
     K = np.tile(np.array([[400.0, 0, w / 2], [0, 400.0, h / 2], [0, 0, 1]], np.float32), (views, 1, 1))
     arrays = {
         "images": rng.integers(0, 256, (views, h, w, 3), dtype=np.uint8),
-        "depth": (2.0 + rng.random((views, h, w))).astype(np.float32),
+        "depth": np.broadcast_to(2.0 + 0.3 * np.sin(np.mgrid[0:h, 0:w][1] / 40.0), (views, h, w)).astype(
+            np.float32
+        ),  # a smooth surface: per-view meshes keep their triangles
         "conf": (1.0 + rng.random((views, h, w))).astype(np.float32),
         "extrinsics": ext,
         "intrinsics": K,
@@ -237,12 +304,14 @@ def case_bundle(views: int) -> dict:
     bpy.ops.wm.read_homefile(use_empty=True)
     before = _rss_mb()
     start = time.perf_counter()
-    result = importer.import_bundle(bpy.context, folder, importer.ImportOptions(backgrounds=True))
+    options = importer.ImportOptions(backgrounds=True, points=not view_meshes, view_meshes=view_meshes)
+    result = importer.import_bundle(bpy.context, folder, options)
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
         "views": views,
         "points": result.num_points,
+        "view_mesh_faces": sum(len(o.data.polygons) for o in result.view_meshes),
         "peak_mb": _rss_mb(),
         "added_mb": _rss_mb() - before,
     }
@@ -258,12 +327,19 @@ CASES = [
     ("splats 5M SH3 (wm.ply_import)", ["--case", "splats", "--n", "5000000", "--tool", "blender"], None),
     ("splats 1M + first evaluations", ["--case", "splats", "--n", "1000000", "--evaluate"], None),
     ("splats 1M Cycles render", ["--case", "splats", "--n", "1000000", "--render"], None),
+    ("write 1M-face mesh file (setup)", ["--case", "mesh-file", "--n", "1000000"], None),
+    ("write 5M-face mesh file (setup)", ["--case", "mesh-file", "--n", "5000000"], None),
+    ("mesh 1M faces (ours)", ["--case", "mesh", "--n", "1000000"], 1.0),
+    ("mesh 1M faces (wm.ply_import)", ["--case", "mesh", "--n", "1000000", "--tool", "blender"], None),
+    ("mesh 5M faces (ours)", ["--case", "mesh", "--n", "5000000"], None),
+    ("mesh 5M faces (wm.ply_import)", ["--case", "mesh", "--n", "5000000", "--tool", "blender"], None),
     ("points 1M", ["--case", "points", "--n", "1000000"], 1.0),
     ("points 5M", ["--case", "points", "--n", "5000000"], 1.0),
     ("points 1M + first evaluation", ["--case", "points", "--n", "1000000", "--evaluate"], None),
     ("points 5M + first evaluation", ["--case", "points", "--n", "5000000", "--evaluate"], None),
     ("camera 1000 frames", ["--case", "camera", "--frames", "1000"], 1.0),
     ("bundle 8 views 504x378", ["--case", "bundle", "--views", "8"], None),
+    ("bundle 8 views, per-view meshes", ["--case", "bundle", "--views", "8", "--view-meshes"], None),
 ]
 
 
@@ -297,7 +373,10 @@ def run_all() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=["points", "camera", "bundle", "splats", "splat-file"])
+    parser.add_argument(
+        "--case", choices=["points", "camera", "bundle", "splats", "splat-file", "mesh", "mesh-file"]
+    )
+    parser.add_argument("--view-meshes", action="store_true", help="bundle: per-view meshes, no points")
     parser.add_argument("--tool", choices=["ours", "blender"], default="ours")
     parser.add_argument("--render", action="store_true")
     parser.add_argument(
@@ -316,10 +395,14 @@ def main() -> int:
         result = case_splat_file(args.n)
     elif args.case == "splats":
         result = case_splats(args.n, args.tool, args.evaluate, args.render, args.warm_groups)
+    elif args.case == "mesh-file":
+        result = case_mesh_file(args.n)
+    elif args.case == "mesh":
+        result = case_mesh(args.n, args.tool)
     elif args.case == "camera":
         result = case_camera(args.frames)
     else:
-        result = case_bundle(args.views)
+        result = case_bundle(args.views, args.view_meshes)
     print(json.dumps(result), flush=True)
     os._exit(0)  # bpy 4.5 may hang at interpreter exit
 
