@@ -22,6 +22,7 @@ MODULES = (
     "operators.reconstruct",
     "operators.import_bundle",
     "operators.gaussians_ops",
+    "operators.mesh_ops",
     "operators.shot_ops",
     "panels.reconstruct",
     "panels.shot",

@@ -304,3 +304,23 @@ def test_the_panel_asks_the_engine_for_a_mesh(clean_scene, sub, tmp_path):
     layout = draw(panel)
     assert ("prop", "import_view_meshes") not in layout.log
     assert any("shot keeps no depth" in t for t in layout.texts())
+
+
+def test_file_import_of_a_bare_mesh_ply(clean_scene, sub, tmp_path):
+    mesh_mod = sub("scene.mesh")
+    source = _grid_mesh(seed=4)
+    path = write_mesh_ply(tmp_path / "scan.ply", source)
+    assert bpy.ops.import_scene.da3_mesh(filepath=str(path)) == {"FINISHED"}
+    obj = bpy.context.view_layer.objects.active
+    assert obj.name == "scan" and obj[mesh_mod.MESH_KIND_KEY] == "fused"
+    assert np.array_equal(_faces(obj.data), source.faces)
+    assert np.array_equal(_srgb_bytes(obj.data, mesh_mod.COLOR_ATTRIBUTE), source.colors)
+    # A file whose faces name missing vertices, or no PLY at all: refused, nothing made.
+    bad = Mesh(source.vertices, np.where(source.faces == 3, 500, source.faces), source.colors)
+    broken = write_mesh_ply(tmp_path / "broken.ply", bad)
+    (tmp_path / "junk.ply").write_bytes(b"not a ply")
+    before = (len(bpy.data.objects), len(bpy.data.meshes))
+    for path in (broken, tmp_path / "junk.ply"):
+        with pytest.raises(RuntimeError):
+            bpy.ops.import_scene.da3_mesh(filepath=str(path))
+    assert (len(bpy.data.objects), len(bpy.data.meshes)) == before
