@@ -98,6 +98,17 @@ def _job_exports(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+_DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+
+
+def _dtype(text: str) -> str:
+    """--dtype: one of the protocol's DTYPES, or its short name (fp32, bf16, fp16)."""
+    name = _DTYPE_ALIASES.get(text.lower(), text.lower())
+    if name not in DTYPES:
+        raise argparse.ArgumentTypeError(f"must be auto, fp32, bf16 or fp16 (or {', '.join(DTYPES[1:])})")
+    return name
+
+
 def _parser() -> argparse.ArgumentParser:
     d = JobOptions()
     p = argparse.ArgumentParser(
@@ -143,7 +154,14 @@ def _parser() -> argparse.ArgumentParser:
         "--overlap", type=int, metavar="N", help="frames shared by consecutive chunks (default: half a chunk)"
     )
     add("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
-    add("--dtype", choices=DTYPES, default=d.dtype)
+    add(
+        "--dtype",
+        type=_dtype,
+        default=d.dtype,
+        metavar="{auto,fp32,bf16,fp16}",
+        help="precision (default auto: bf16 on CPUs and GPUs that compute it natively, else fp32 or fp16; "
+        "the log says which and why); fp32 forces full precision",
+    )
     add("--ref-view", choices=REF_VIEW_STRATEGIES, default=d.ref_view_strategy, help="world-frame view")
     add("--ray-pose", action="store_true", help="cameras from the ray head (slower, more precise)")
     add("--cameras", metavar="FILE", help=".npz/.json with known 'extrinsics' (w2c) and 'intrinsics'")

@@ -29,7 +29,8 @@ def load_model(
     """Load a DA3 network (eval mode, no grad) from a hub repo id or a checkpoint folder.
 
     device: "cuda", "mps", "cpu" or None (auto). dtype: "fp32", "bf16", "fp16", a torch dtype, or
-    None (auto: bf16 on CUDA when supported, fp16 on CUDA otherwise and on MPS, fp32 on CPU).
+    None (auto, ``model.precision``: bf16 on CUDA GPUs and x86 CPUs that do it natively, fp16 on older
+    CUDA GPUs, fp32 elsewhere).
     Reduced precision applies to the backbone's matrix multiplies; heads and geometry stay fp32.
     """
     files = resolve_checkpoint(source, revision=revision, cache_dir=cache_dir, allow_download=allow_download)

@@ -89,6 +89,7 @@ def _draw_runtime(prefs, layout) -> None:
     box = layout.box()
     box.label(text="Device and Memory", icon="MEMORY")
     box.prop(prefs, "device")
+    box.prop(prefs, "precision")
     box.prop(prefs, "keep_loaded")
     row = box.row()
     row.enabled = not prefs.keep_loaded

@@ -169,6 +169,7 @@ def _options(settings: Mapping[str, Any], prefs: Mapping[str, Any], **extra: Any
         use_ray_pose=bool(settings.get("use_ray_pose", False)),
         metric=bool(settings.get("metric", False)),
         device=prefs.get("device", "auto"),
+        dtype=prefs.get("precision", "auto"),
         **extra,
     )
 

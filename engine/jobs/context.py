@@ -14,7 +14,16 @@ from typing import Any, Protocol
 
 from ..errors import JobCancelled
 
-__all__ = ["Context", "DeviceInfo", "Loader", "ModelCache", "ModelContext", "probe_device", "resolve_dtype"]
+__all__ = [
+    "Context",
+    "DeviceInfo",
+    "Loader",
+    "ModelCache",
+    "ModelContext",
+    "probe_device",
+    "resolve_dtype",
+    "resolve_precision",
+]
 
 Loader = Callable[..., Any]  # loader(source, device=..., dtype=...) -> model
 
@@ -60,14 +69,19 @@ def probe_device(requested: str = "auto") -> DeviceInfo:
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
-    """Resolve "auto": bfloat16 on CUDA GPUs that support it, else float16 on CUDA, float32 elsewhere."""
-    if dtype != "auto":
-        return dtype
-    if not device.startswith("cuda"):
-        return "float32"
-    import torch
+    """Resolve "auto" (``model.precision.auto_precision``): bf16 on CUDA GPUs and x86 CPUs that compute
+    it natively, fp16 on older CUDA GPUs, float32 elsewhere. Any other value is kept."""
+    return resolve_precision(dtype, device)[0]
 
-    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+def resolve_precision(dtype: str, device: str) -> tuple[str, str]:
+    """(precision, why) for a job's ``dtype`` on ``device``: "auto" resolved with its reason."""
+    if dtype != "auto":
+        return dtype, "as asked"
+    from ..model.precision import auto_precision  # torch: imported when a job runs
+
+    picked = auto_precision(device)
+    return picked.dtype, picked.reason
 
 
 def _empty_cuda_cache() -> None:
@@ -132,9 +146,10 @@ class ModelContext:
     def model_for(self, source: str, device: str = "auto", dtype: str = "auto") -> Any:
         """The model for (source, device, dtype), loaded once and kept between jobs ("auto" resolved)."""
         device = self.default_device() if device == "auto" else device
-        dtype = resolve_dtype(dtype, device)
-        if self._models.key != (source, device, dtype):
-            self.log("info", f"Loading model {source} on {device} ({dtype})")
+        dtype, why = resolve_precision(dtype, device)
+        loading = self._models.key != (source, device, dtype)
+        what = "Loading model" if loading else "Model"
+        self.log("info", f"{what} {source} on {device} in {dtype} ({why})")  # every job says its precision
         return self._models.get(source, device, dtype)
 
     def cancel(self) -> None:

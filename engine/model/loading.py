@@ -16,6 +16,7 @@ from ..checkpoints import CheckpointError, CheckpointFiles, check_keys
 from ..io.safetensors_io import SafetensorsHeader, read_bytes
 from .dpt import DPTHead
 from .network import DA3Net, NestedDA3Net
+from .precision import auto_precision
 from .presets import NESTED_PARTS, NESTED_PRESET, PRESETS, get_preset
 
 TORCH_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
@@ -48,11 +49,7 @@ def pick_dtype(dtype, device: torch.device) -> torch.dtype:
             return DTYPE_NAMES[str(dtype).lower()]
         except KeyError:
             raise CheckpointError(f"unknown precision {dtype!r}: use fp32, bf16 or fp16") from None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
+    return auto_precision(device).torch_dtype  # bf16 on CPUs and GPUs that do it natively (model.precision)
 
 
 def build_network(model_name: str) -> nn.Module:
