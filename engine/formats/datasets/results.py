@@ -71,7 +71,9 @@ def classify_result(path: str | os.PathLike) -> str:
             f"{path.name} holds splats with plain RGB colours (ns-export --ply-color-mode rgb): export again "
             "with the default --ply-color-mode sh_coeffs"
         )
-    raise PlyError(f"{path.name} is neither 3D Gaussians (x, y, z, f_dc_*, opacity, scale_*, rot_*) nor a mesh")
+    raise PlyError(
+        f"{path.name} is neither 3D Gaussians (x, y, z, f_dc_*, opacity, scale_*, rot_*) nor a mesh"
+    )
 
 
 def find_dataset(path: str | os.PathLike, hint: str | os.PathLike | None = None) -> Path | None:
@@ -106,7 +108,9 @@ def find_dataparser_transforms(path: str | os.PathLike, dataset: str | os.PathLi
     return None
 
 
-def dataparser_to_dataset(dataparser_file: str | os.PathLike, dataset: str | os.PathLike | None) -> np.ndarray:
+def dataparser_to_dataset(
+    dataparser_file: str | os.PathLike, dataset: str | os.PathLike | None
+) -> np.ndarray:
     """(4, 4) map from nerfstudio's normalised frame back to the dataset frame (see the module docstring)."""
     dataparser_file = Path(dataparser_file)
     try:
@@ -114,7 +118,9 @@ def dataparser_to_dataset(dataparser_file: str | os.PathLike, dataset: str | os.
         transform = np.asarray(data["transform"], np.float64)
         scale = float(data["scale"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ResultError(f"{dataparser_file} cannot be read as nerfstudio's dataparser transforms: {exc}") from None
+        raise ResultError(
+            f"{dataparser_file} cannot be read as nerfstudio's dataparser transforms: {exc}"
+        ) from None
     if transform.shape != (3, 4) or not np.all(np.isfinite(transform)) or not scale > 0:
         raise ResultError(f"{dataparser_file}: expected a 3x4 'transform' and a positive 'scale'")
     forward = np.eye(4)
