@@ -53,6 +53,8 @@ CLI_EXPORTS = {
     "glb": "glb",
     "mesh": "mesh",
     "colmap": "colmap",
+    "3dgs": "3dgs",
+    "nerfstudio": "nerfstudio",
     "depth": "depth",
     "splats": "splat_previews",
 }
@@ -140,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="comma-separated extras beside reconstruction.npz: ply (points), glb, gs (3D Gaussians, "
         "giant models), splats (the Gaussians rendered from each view; needs gsplat), mesh (one fused mesh), "
-        "colmap, depth (PNG previews); npz is always written",
+        "colmap, 3dgs (a dataset for 3DGS/SuGaR/gsplat), nerfstudio (a dataset for splatfacto/DN-Splatter), "
+        "depth (PNG previews); npz is always written",
     )
     add("--frames", type=_frame_range, metavar="START:END:STEP", help="frame range (END exclusive)")
     add("--fps", type=float, metavar="F", help="take video frames at this rate instead of every frame")
@@ -196,6 +199,13 @@ def _parser() -> argparse.ArgumentParser:
         help="with the automatic voxel size: 2 halves the voxel edge (finer, slower), 0.5 doubles it",
     )
     add("--mesh-max-faces", type=int, metavar="N", help="decimate the fused mesh to about N faces")
+    add(
+        "--dataset-points",
+        type=int,
+        default=d.dataset_max_points,
+        metavar="N",
+        help=f"seed points of the 3dgs and nerfstudio datasets (default {d.dataset_max_points:,})",
+    )
     add("--offline", action="store_true", help="never download: use the cache or a local folder only")
     return p
 
@@ -224,6 +234,7 @@ def _request(args: argparse.Namespace) -> ReconstructRequest:
         mesh_voxel_size=args.mesh_voxel_size,
         mesh_detail=args.mesh_detail,
         mesh_max_faces=args.mesh_max_faces,
+        dataset_max_points=args.dataset_points,
     )
     inputs = tuple(os.path.abspath(path) for path in args.inputs)
     return ReconstructRequest(

@@ -2,8 +2,8 @@
 
 ``write_colmap(folder, …)`` writes the scene layout those trainers take with ``-s folder``::
 
-    folder/images/<name>            symlinks to the input files (copies where links fail),
-                                    or JPEG/PNG files for frames given as arrays (PIL, lazily)
+    folder/images/<name>            copies of the input files (never links: the folder must work when
+                                    copied elsewhere), or JPEG/PNG files for frames given as arrays (PIL)
     folder/sparse/0/cameras.bin     + cameras.txt   PINHOLE cameras at the ORIGINAL image size
     folder/sparse/0/images.bin      + images.txt    world-to-camera poses and 2D observations
     folder/sparse/0/points3D.bin    + points3D.txt  seed points with colours and tracks
@@ -328,15 +328,12 @@ def _points_txt(model: _Model) -> str:
 # ----------------------------------------------------------------------------------------- images
 
 
-def _link_or_copy(src: Path, dest: Path) -> None:
+def _copy(src: Path, dest: Path) -> None:
     if not src.is_file():
         raise FileNotFoundError(f"image file for the COLMAP export not found: {src}")
     if dest.is_symlink() or dest.exists():
         dest.unlink()
-    try:
-        os.symlink(src.resolve(), dest)
-    except (OSError, NotImplementedError):
-        shutil.copy2(src, dest)
+    shutil.copyfile(src, dest)
 
 
 def _save_array_image(array: np.ndarray, dest: Path) -> None:
@@ -365,7 +362,7 @@ def _write_images(images_dir: Path, names: list[str], sources: Sequence, sizes: 
         dest = images_dir / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(src, (str, os.PathLike)):
-            _link_or_copy(Path(src), dest)
+            _copy(Path(src), dest)
         else:
             arr = np.asarray(src)
             if tuple(arr.shape[:2]) != tuple(sizes[i]):
@@ -401,7 +398,7 @@ def write_colmap(
     image_names: N unique relative names (no spaces), e.g. ``frame_000120.jpg``;
     points: ``ColmapPoints``, or a ``PointSet`` together with ``processed_sizes`` ((H, W) or (N, 2) of
     the images its pixels refer to), or None for a model without points;
-    image_sources: per image a file path (linked, or copied where links fail), an (H, W, 3) uint8 array
+    image_sources: per image a file path (copied), an (H, W, 3) uint8 array
     (saved as JPEG/PNG after the name's extension) or None (skip); None writes no images folder.
     """
     if not (binary or text):

@@ -10,7 +10,11 @@ context (to check for cancel between files and to log), and writes with the ``fo
                runs before the exports; a shot fuses its joined frames part by part)
 ``gaussians``  gaussians.ply in the 3DGS layout (giant and nested models)
 ``colmap``     colmap/: PINHOLE cameras at the original size, poses, up to ``COLMAP_MAX_POINTS`` seed
-               points, and images/: links to plain stills, decoded pixels for everything else
+               points, and images/: plain stills copied, decoded pixels for everything else
+``3dgs``       3dgs/: the dataset 3DGS, SuGaR and gsplat train on; ``nerfstudio`` nerfstudio/: the one
+               splatfacto and DN-Splatter train on (``formats.datasets``), in the frame Blender gives the
+               root (the floor alignment, else the axis turn; the identity for known cameras), images
+               copied, up to ``dataset_max_points`` seeds; a shot's datasets have no depth or normals
 ``depth``      previews/: depth and confidence PNGs per view
 ``splat_previews``  splat_previews/: the predicted Gaussians rendered from each view's camera the way
                gsplat renders them (``render.splats``: its CUDA rasterizer on a GPU; on a CPU our
@@ -22,12 +26,13 @@ A shot (a video solved in chunks, ``shot_job``) keeps no depth maps: its ``JobRe
 colmap are written from those; depth previews and Gaussians need the per-frame maps and are refused.
 
 A writer returns None to have everything it wrote listed in the manifest, or the paths (relative to
-its folder) to list; COLMAP's links are left out, so moving the photos never breaks a bundle.
+its folder) to list.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,6 +43,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..formats.colmap import ColmapPoints, write_colmap
+from ..formats.datasets import DatasetSource, default_root, export_dataset
+from ..formats.datasets.images import dataset_image_names
 from ..formats.gaussians_ply import write_gaussians_ply
 from ..formats.glb import write_scene_glb
 from ..formats.mesh_ply import write_mesh_ply
@@ -63,9 +70,7 @@ __all__ = [
 ]
 
 COLMAP_MAX_POINTS = 100_000  # seed points for 3DGS trainers: plenty, and the text files stay small
-NOT_AVAILABLE = {  # exports the protocol names but this engine cannot make yet, with what to do instead
-    "nerfstudio": "the nerfstudio export is not available yet; export 'colmap', which nerfstudio reads",
-}
+NOT_AVAILABLE: dict[str, str] = {}  # exports the protocol names but this engine cannot make yet, and why
 SHOT_NOT_AVAILABLE = {  # exports that need every frame's depth, which a shot does not keep
     "depth": (
         "a video shot keeps no per-frame depth maps (only cameras and a reduced point cloud), so it "
@@ -87,6 +92,8 @@ class ShotGeometry:
     image_hw: tuple[int, int]  # (H, W) of the processed frames
     points: PointSet  # the reduced cloud of the whole shot (``pixel``: its projection in its view)
     gaussians: None = None  # never made for a shot
+    world_alignment: np.ndarray | None = None  # (4, 4) the floor alignment (Blender's root), or None
+    units: str = "relative"  # "metre", "relative" or "input", as the bundle says
 
 
 @dataclass
@@ -227,8 +234,64 @@ def _export_colmap(folder: Path, r: JobResult, context: Context) -> list[str]:
         points=_colmap_points(pts, keep, p.extrinsics, r.intrinsics_original),
         image_sources=[None if i in rewrite else ref.path for i, ref in enumerate(refs)],
     )
-    written = _write_plates(folder / "images", names, rewrite, r.request, refs, context)
-    return ["sparse", *(f"images/{name}" for name in written)]
+    _write_plates(folder / "images", names, rewrite, r.request, refs, context)
+    return ["sparse", "images"]
+
+
+def _export_dataset(tool: str, folder: Path, r: JobResult, context: Context) -> None:
+    """A 3dgs or nerfstudio dataset (``formats.datasets``) in the frame Blender gives the root: plain stills
+    copied, every other image decoded again into a scratch folder beside it first."""
+    p, refs, options = r.prediction, r.refs, r.request.options
+    rewrite = {i for i, ref in enumerate(refs) if ref.frame_index >= 0 or not _plain_still(ref.path)}
+    stems = [
+        Path(ref.path).stem + (f"_{ref.frame_index:06d}" if ref.frame_index >= 0 else "") for ref in refs
+    ]
+    suffixes = [".jpg" if i in rewrite else Path(ref.path).suffix for i, ref in enumerate(refs)]
+    names = dataset_image_names(stems, suffixes)
+    plates = folder.with_name(f".{folder.name}.plates")
+    pts = r.points
+    keep = subsample(len(pts), options.dataset_max_points, options.seed)
+    if r.is_shot:
+        root = default_root(bool(options.cameras), p.world_alignment)
+        context.log(
+            "warning",
+            f"The {tool} dataset of a video shot has cameras, images and seed points only: "
+            "a shot keeps no per-frame depth, so depths, normals and masks are left out.",
+        )
+    else:
+        root = default_root(bool(options.cameras), None)
+    try:
+        if rewrite:
+            _write_plates(plates, names, rewrite, r.request, refs, context)
+        missing = [names[i] for i in rewrite if not (plates / names[i]).is_file()]
+        if missing:
+            raise UserError(
+                f"{len(missing)} frame(s) could not be decoded again for the {tool} dataset "
+                f"(first: {missing[0]}); check that the inputs are still readable."
+            )
+        source = DatasetSource(
+            extrinsics=np.asarray(p.extrinsics, np.float64),
+            image_names=names,
+            images=[str(plates / names[i]) if i in rewrite else ref.path for i, ref in enumerate(refs)],
+            image_sizes=np.asarray(r.original_sizes, np.int64),
+            image_intrinsics=np.asarray(r.intrinsics_original, np.float64),
+            points_xyz=np.asarray(pts.xyz[keep], np.float64),
+            points_rgb=pts.rgb[keep],
+            points_view=pts.view[keep].astype(np.int64),
+            units=p.units,
+            bundle_folder=os.path.abspath(r.request.output),
+            bundle_id=Path(r.request.output).name,
+            depth=None if r.is_shot else p.depth,
+            depth_intrinsics=None if r.is_shot else np.asarray(p.intrinsics, np.float64),
+            sky=None if r.is_shot else p.sky,
+        )
+
+        def progress(done: int, total: int, message: str) -> None:
+            context.log("debug", f"{tool}: {message} ({done}/{total})")
+
+        export_dataset(tool, folder, source, root, progress=progress, check_cancel=context.check_cancel)
+    finally:
+        shutil.rmtree(plates, ignore_errors=True)
 
 
 # name → (file or folder in the bundle, writer)
@@ -238,6 +301,8 @@ EXPORTERS: dict[str, tuple[str, Callable[[Path, JobResult, Context], list[str] |
     "gaussians": ("gaussians.ply", _export_gaussians),
     "mesh": ("mesh.ply", _export_mesh),
     "colmap": ("colmap", _export_colmap),
+    "3dgs": ("3dgs", lambda path, r, context: _export_dataset("3dgs", path, r, context)),
+    "nerfstudio": ("nerfstudio", lambda path, r, context: _export_dataset("nerfstudio", path, r, context)),
     "depth": ("previews", _export_depth),
     "splat_previews": ("splat_previews", _export_splat_previews),
 }

@@ -427,7 +427,8 @@ class _Shot:
             seed=options.seed,
         )
         context.progress("solve", parts + 1, parts + 1, "Solve report ready")
-        geometry = ShotGeometry(w2c, k, frames.image_hw, points)
+        units = "metre" if scale is not None else first.units
+        geometry = ShotGeometry(w2c, k, frames.image_hw, points, world_alignment=alignment, units=units)
         return _Solved(geometry, k_plate.astype(np.float32), report, floor_plane, alignment)
 
     def _depth_blocks(self, joined: JoinedResult, solved, scale: float | None) -> Iterator[DepthBlock]:

@@ -55,6 +55,8 @@ from .messages import (
 from .options import (
     CHUNK_OVERLAP_MIN,
     CHUNK_SIZE_MIN,
+    DATASET_POINTS_DEFAULT,
+    DATASET_POINTS_RANGE,
     DEFAULT_METRIC_MODEL,
     DTYPES,
     EXPORTS,
@@ -77,6 +79,8 @@ __all__ = [
     "CHUNK_SIZE_MIN",
     "CancelRequest",
     "Checked",
+    "DATASET_POINTS_DEFAULT",
+    "DATASET_POINTS_RANGE",
     "DEFAULT_METRIC_MODEL",
     "DTYPES",
     "ENGINE_VERSION",

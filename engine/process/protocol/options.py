@@ -14,6 +14,8 @@ from .checked import Checked, ProtocolError, short_repr
 __all__ = [
     "CHUNK_OVERLAP_MIN",
     "CHUNK_SIZE_MIN",
+    "DATASET_POINTS_DEFAULT",
+    "DATASET_POINTS_RANGE",
     "DEFAULT_METRIC_MODEL",
     "DTYPES",
     "EXPORTS",
@@ -34,7 +36,7 @@ __all__ = [
 # Optional files a job can write beside the bundle (reconstruction.npz is always written). These names are
 # also the keys of ResultEvent.files, together with "bundle" for reconstruction.npz. "depth" is the folder of
 # depth and confidence PNG previews; "splat_previews" the folder of the Gaussians rendered from each view.
-EXPORTS = ("points", "gaussians", "mesh", "colmap", "glb", "nerfstudio", "depth", "splat_previews")
+EXPORTS = ("points", "gaussians", "mesh", "colmap", "3dgs", "glb", "nerfstudio", "depth", "splat_previews")
 PROCESS_RES_METHODS = ("upper_bound_resize", "lower_bound_resize", "upper_bound_crop", "lower_bound_crop")
 REF_VIEW_STRATEGIES = ("saddle_balanced", "saddle_sim_range", "first", "middle")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -45,6 +47,8 @@ CHUNK_SIZE_MIN = 2  # frames per network pass of a shot, at least
 CHUNK_OVERLAP_MIN = 1  # frames consecutive chunks share, at least (and fewer than the chunk)
 MESH_DETAIL_RANGE = (0.25, 4.0)  # multiplier of the automatic voxel count per side
 MESH_MIN_FACES = 100  # the smallest face budget a decimated mesh can be asked for
+DATASET_POINTS_DEFAULT = 300_000  # seed points of a 3dgs/nerfstudio dataset (3DGS chokes on tens of millions)
+DATASET_POINTS_RANGE = (1_000, 20_000_000)
 # The files a job takes: stills, and videos (one video alone is a shot, see ``job_kind``).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".tga", ".exr")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mts", ".mpg", ".mpeg")
@@ -107,6 +111,7 @@ class JobOptions(Checked):
     mesh_voxel_size: float | None = None  # fused mesh voxel edge in scene units (None: from the scene)
     mesh_detail: float = 1.0  # with an automatic voxel size: 2 halves the voxel edge, 0.5 doubles it
     mesh_max_faces: int | None = None  # decimate the fused mesh to this many faces (None: keep all)
+    dataset_max_points: int = DATASET_POINTS_DEFAULT  # seed points of the 3dgs and nerfstudio datasets
 
     def _where(self) -> str:
         return "options"
@@ -183,6 +188,12 @@ class JobOptions(Checked):
             fail(
                 "mesh_max_faces",
                 f"must be at least {MESH_MIN_FACES} (or null for no budget), got {self.mesh_max_faces}",
+            )
+        low, high = DATASET_POINTS_RANGE
+        if not low <= self.dataset_max_points <= high:
+            fail(
+                "dataset_max_points",
+                f"must be between {low:,} and {high:,} seed points, got {self.dataset_max_points}",
             )
         problem = chunking_problem(self.chunk_size, self.chunk_overlap)
         if problem is not None:
