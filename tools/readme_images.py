@@ -12,7 +12,11 @@ same). Then:
   imported camera of that view (they line up: the camera conversion is exact);
 * ``docs/images/gaussians.png``: 3D Gaussians made from the same views (one flat splat per pixel,
   facing its camera, as a splat trainer starts them) in the bundle's ``gs_*`` arrays, imported as a
-  Gaussians object and rendered by Cycles from the overview and through view 3's camera.
+  Gaussians object and rendered by Cycles from the overview and through view 3's camera;
+* ``docs/images/mesh.png``: the six depth maps fused into one mesh by the engine's TSDF fusion
+  (``engine.geometry.fusion``, run with the engine's Python: ``$DA3_ENGINE_PYTHON`` or ``.venv``),
+  written as the bundle's ``mesh.ply``, imported with its vertex colours and rendered by Cycles from
+  the overview and through view 3's camera.
 
 The geometry here is ground truth, not a network prediction, so the pictures show what the import
 builds; `tools/demo.py` runs the real engine.
@@ -21,6 +25,7 @@ builds; `tools/demo.py` runs the real engine.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -88,6 +93,32 @@ def _splats_from_views(arrays: dict, step: int = 2) -> dict:
     }
 
 
+def _engine_python() -> str | None:
+    """The engine's Python (torch): ``$DA3_ENGINE_PYTHON``, else the project's .venv."""
+    venv = ROOT / ".venv" / "bin" / "python"
+    found = os.environ.get("DA3_ENGINE_PYTHON") or (str(venv) if venv.is_file() else None)
+    return found
+
+
+def _fused_mesh(arrays: dict, work: Path) -> Path | None:
+    """The views fused into ``work/mesh.ply`` by the engine (in its own Python), or None without one."""
+    python = _engine_python()
+    if python is None:
+        print("no engine Python (set DA3_ENGINE_PYTHON): docs/images/mesh.png is not made")
+        return None
+    inputs, out = work / "fusion_inputs.npz", work / "mesh.ply"
+    np.savez(inputs, **{k: arrays[k] for k in ("images", "depth", "extrinsics", "intrinsics")})
+    code = (
+        "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); "
+        "from engine.geometry.fusion import fuse; from engine.formats.mesh_ply import write_mesh_ply; "
+        "a = np.load(sys.argv[2]); "
+        "m = fuse(a['depth'], a['extrinsics'], a['intrinsics'], colors=a['images'], detail=2.0); "
+        "write_mesh_ply(sys.argv[3], m)"
+    )
+    subprocess.run([python, "-c", code, str(ROOT), str(inputs), str(out)], check=True)
+    return out
+
+
 def main() -> int:
     load_extension()
     from da3_reconstruct.engine.formats.bundle import write_bundle
@@ -114,7 +145,11 @@ def main() -> int:
     sky = arrays["depth"] > 1e3  # the background has no depth
     arrays["depth"][sky] = 0.0
     arrays.update(_splats_from_views(arrays))
-    folder = write_bundle(work / "synthetic scene", arrays, {"model_id": "ground truth", "ref_view_idx": 0})
+    mesh_file = _fused_mesh(arrays, work)
+    extra = {"mesh.ply": mesh_file} if mesh_file else None
+    folder = write_bundle(
+        work / "synthetic scene", arrays, {"model_id": "ground truth", "ref_view_idx": 0}, extra
+    )
 
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
@@ -123,6 +158,8 @@ def main() -> int:
     )
     points = result.points
     result.gaussians.hide_render = True  # the point cloud pictures first
+    if result.mesh is not None:
+        result.mesh.hide_render = True
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = 16
@@ -180,8 +217,24 @@ def main() -> int:
     pictures = [p[:height] for p in pictures]
     gap = np.ones((height, 8, 3), np.float32)
     _save_png(str(out_dir / "gaussians.png"), np.concatenate([pictures[0], gap, pictures[1]], axis=1))
+
+    if result.mesh is not None:  # the fused mesh from the overview and through view 3's camera
+        result.gaussians.hide_render, result.mesh.hide_render = True, False
+        pictures = []
+        for i, camera in enumerate((overview, cam)):
+            camera_data.apply_render_settings(scene, camera)
+            if camera is overview:
+                scene.render.resolution_x, scene.render.resolution_y = 480, 360
+            scene.render.filepath = str(work / f"mesh_{i}.png")
+            bpy.ops.render.render(write_still=True)
+            pictures.append(_read_png(scene.render.filepath))
+        height = min(p.shape[0] for p in pictures)
+        pictures = [p[:height] for p in pictures]
+        gap = np.ones((height, 8, 3), np.float32)
+        _save_png(str(out_dir / "mesh.png"), np.concatenate([pictures[0], gap, pictures[1]], axis=1))
     print(
-        f"wrote {out_dir / 'reconstruction.png'}, {out_dir / 'camera_match.png'} and {out_dir / 'gaussians.png'}"
+        f"wrote {out_dir / 'reconstruction.png'}, {out_dir / 'camera_match.png'}, {out_dir / 'gaussians.png'}"
+        f" and {out_dir / 'mesh.png'}"
     )
     os._exit(0)
 
