@@ -173,6 +173,7 @@ class VIEW3D_PT_da3_import(Sidebar, bpy.types.Panel):
         sub.enabled = s.import_cameras
         sub.prop(s, "camera_backgrounds")
         sub.prop(s, "set_render")
+        layout.operator(idnames.IMPORT_RESULT, text="Import Trained Result…", icon="IMPORT")
 
 
 def _points_modifier(obj):

@@ -16,7 +16,6 @@ import numpy as np
 
 from ..engine.geometry.splat_binding import bind_splats
 from .compat import modifier_input_value, set_modifier_input
-from .gaussians import splats_of
 from .node_math import NodeMath
 from .splat_nodes import ROTATION_ATTRIBUTE
 
@@ -156,10 +155,16 @@ def bind_to_mesh(context: bpy.types.Context, splat_obj: bpy.types.Object, mesh_o
     mesh_to_splat = np.linalg.solve(splat_world, np.asarray(mesh_obj.matrix_world, np.float64))
     verts, faces = _mesh_arrays(mesh_obj)
     verts = verts @ mesh_to_splat[:3, :3].T + mesh_to_splat[:3, 3]
-    table = splats_of(splat_obj)
-    face = nearest_faces(context, table.means, mesh_obj, splat_obj.matrix_world)
-    binding = bind_splats(verts, faces, face, table.means, table.quaternions)
     me = splat_obj.data
+    if splat_obj.mode == "EDIT":
+        splat_obj.update_from_editmode()
+    count = len(me.vertices)
+    means, quats = np.empty(count * 3, np.float32), np.empty(count * 4, np.float32)
+    me.attributes["position"].data.foreach_get("vector", means)
+    me.attributes[ROTATION_ATTRIBUTE].data.foreach_get("value", quats)  # only what the binding needs
+    means, quats = means.reshape(-1, 3), quats.reshape(-1, 4)
+    face = nearest_faces(context, means, mesh_obj, splat_obj.matrix_world)
+    binding = bind_splats(verts, faces, face, means, quats)
     for name in (FACE, BARY, HEIGHT, LOCAL_ROTATION):
         if name in me.attributes:
             me.attributes.remove(me.attributes[name])
@@ -175,7 +180,7 @@ def bind_to_mesh(context: bpy.types.Context, splat_obj: bpy.types.Object, mesh_o
     splat_obj.modifiers.move(splat_obj.modifiers.find(BIND_MODIFIER), 0)  # the splat modifier draws from it
     splat_obj["da3_bound_to"] = mesh_obj.name
     me.update()
-    return len(table)
+    return count
 
 
 def bound_mesh(splat_obj: bpy.types.Object) -> bpy.types.Object | None:

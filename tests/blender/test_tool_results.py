@@ -288,3 +288,10 @@ def test_refusals_leave_nothing(clean_scene, tmp_path):
     bpy.context.scene.pop("da3_last_dataset", None)
     with pytest.raises(RuntimeError, match="set Dataset"):
         _import([elsewhere])
+
+
+def test_panel_and_menu_offer_the_import(clean_scene):
+    from .conftest import draw
+
+    log = draw(bpy.types.VIEW3D_PT_da3_import).log
+    assert ("operator", "import_scene.da3_trained_result") in log
