@@ -23,6 +23,7 @@ MODULES = (
     "operators.import_bundle",
     "operators.gaussians_ops",
     "operators.mesh_ops",
+    "operators.dataset_ops",
     "operators.results_ops",
     "operators.shot_ops",
     "panels.reconstruct",

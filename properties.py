@@ -11,7 +11,13 @@ from bpy.props import (
 )
 
 from . import idnames
-from .engine.process.protocol import MESH_DETAIL_RANGE, PROCESS_RES_METHODS, REF_VIEW_STRATEGIES
+from .engine.process.protocol import (
+    DATASET_POINTS_DEFAULT,
+    DATASET_POINTS_RANGE,
+    MESH_DETAIL_RANGE,
+    PROCESS_RES_METHODS,
+    REF_VIEW_STRATEGIES,
+)
 from .session import models
 from .session.jobspec import MAX_RES, MIN_RES, snap_resolution
 
@@ -36,6 +42,14 @@ REF_VIEW_LABELS = {
     "first": ("First", "The first image is the reference"),
     "middle": ("Middle", "The middle image is the reference"),
 }
+DATASET_TOOL_ITEMS = [
+    (
+        "3dgs",
+        "3DGS / SuGaR / gsplat",
+        "COLMAP layout (images/, sparse/0 binary) with inverse-depth maps for 3DGS",
+    ),
+    ("nerfstudio", "nerfstudio / DN-Splatter", "transforms.json with depth, normals and sky masks"),
+]
 RESIZE_LABELS = {
     "upper_bound_resize": ("Fit Longer Side", "Scale so the longer side is the resolution"),
     "lower_bound_resize": ("Fit Shorter Side", "Scale so the shorter side is the resolution"),
@@ -232,6 +246,25 @@ class DA3_PG_scene_settings(bpy.types.PropertyGroup):
         default=2_000_000,
         min=1000,
         soft_max=20_000_000,
+    )
+    dataset_tool: EnumProperty(
+        name="Dataset For",
+        description="The trainer the exported dataset is laid out for",
+        items=DATASET_TOOL_ITEMS,
+        default="3dgs",
+    )
+    dataset_folder: StringProperty(
+        name="Dataset Folder",
+        description="Folder the dataset is written into (new or empty; an earlier DA3 dataset there is replaced)",
+        subtype="DIR_PATH",
+        default="",
+    )
+    dataset_points: IntProperty(
+        name="Seed Points",
+        description="Seed points of the dataset (a random subset: 3DGS trainers choke on tens of millions)",
+        default=DATASET_POINTS_DEFAULT,
+        min=DATASET_POINTS_RANGE[0],
+        max=DATASET_POINTS_RANGE[1],
     )
     conf_percentile: bpy.props.FloatProperty(
         name="Drop Least Confident",

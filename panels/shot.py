@@ -125,6 +125,23 @@ class VIEW3D_PT_da3_solve(Sidebar, bpy.types.Panel):
         row.operator(idnames.SET_SCALE, icon="DRIVER_DISTANCE")
         row.operator(idnames.RESET_ALIGNMENT, text="Reset", icon="LOOP_BACK")
         box.label(text="Floor/Scale: select points in Edit Mode, or none", icon="INFO")
+        _draw_dataset_export(layout, context)
+
+
+def _draw_dataset_export(layout, context) -> None:
+    """Export Dataset: the trainer, the folder, the seed budget and the button (with its progress)."""
+    from ..operators.dataset_ops import running_export
+
+    s = properties.settings(context)
+    box = layout.box()
+    box.label(text="Export Dataset (in this root's frame)", icon="EXPORT")
+    box.prop(s, "dataset_tool", text="")
+    box.prop(s, "dataset_folder", text="")
+    box.prop(s, "dataset_points")
+    task = running_export()
+    if task is not None:
+        box.label(text=task.progress_text, icon="TIME")
+    box.operator(idnames.EXPORT_DATASET, icon="EXPORT")
 
 
 def _draw_report(layout, root, summary) -> None:
