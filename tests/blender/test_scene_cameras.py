@@ -245,6 +245,7 @@ def test_a_tracked_camera_gives_a_shot_in_its_frame(tracked_clip, sub):
     s.use_camera_track = True
     assert "Pick the track camera" in reconstruct.why_not_ready(bpy.context)
     s.track_camera = cam
+    s.import_mesh = True  # and a fused mesh, which must lie in the track's frame too
     assert reconstruct.why_not_ready(bpy.context) is None
     expected = {}
     for f in range(1, FRAMES + 1):
@@ -267,3 +268,17 @@ def test_a_tracked_camera_gives_a_shot_in_its_frame(tracked_clip, sub):
     uv = np.einsum("mij,mj->mi", K[p.view], cam_pts)
     uv = uv[:, :2] / uv[:, 2:]
     assert (cam_pts[:, 2] > 0).all() and (uv > -1e-2).all() and (uv < [W + 1e-2, H + 1e-2]).all()
+    # the fused mesh is under the identity root, in the same frame: each vertex lies in front of the
+    # cameras that saw its region and near the shot's points (within a few voxels of the cloud)
+    mesh_obj = next(c for c in root.children if c.type == "MESH")
+    np.testing.assert_allclose(np.array(mesh_obj.matrix_world), np.eye(4), atol=1e-9)
+    verts = np.empty(len(mesh_obj.data.vertices) * 3, np.float32)
+    mesh_obj.data.vertices.foreach_get("co", verts)
+    verts = verts.reshape(-1, 3).astype(np.float64)
+    assert len(verts) > 100
+    extent = np.linalg.norm(np.ptp(p.xyz, axis=0))
+    some = verts[:: max(1, len(verts) // 1000), None, :]
+    near = np.linalg.norm(some - p.xyz[None, :: max(1, len(p.xyz) // 2000)], axis=2).min(1)
+    assert np.median(near) < 0.02 * extent
+    centres = -np.einsum("nji,nj->ni", w2c[:, :, :3], w2c[:, :, 3])  # camera centres C = -R^T t
+    np.testing.assert_allclose(centres[0], expected[1][:3, 3], atol=1e-3)  # the track's own frame
