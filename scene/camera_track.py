@@ -15,7 +15,7 @@ import numpy as np
 from mathutils import Euler, Quaternion
 
 from .compat import fcurves_of
-from .known_cameras import CameraInputError, _check_perspective, camera_intrinsics, camera_w2c
+from .known_cameras import CameraInputError, camera_intrinsics, camera_w2c, check_perspective
 
 __all__ = ["track_cameras"]
 
@@ -105,7 +105,7 @@ def track_cameras(
     plate (``plate_size`` = width, height; the scene's pixel aspect applies)."""
     if obj is None or obj.type != "CAMERA":
         raise CameraInputError("No track camera chosen: pick the animated camera of the shot under Shot.")
-    _check_perspective(obj)
+    check_perspective(obj)
     frames = np.asarray(frames, np.float64)
     obj_curves, cam_curves = _curves(obj), _curves(obj.data)
     keyed = [r for r in (_keyed_range(obj_curves), _keyed_range(cam_curves)) if r is not None]

@@ -24,6 +24,7 @@ __all__ = [
     "CameraView",
     "camera_intrinsics",
     "camera_w2c",
+    "check_perspective",
     "plan_views",
     "render_size",
     "render_view",
@@ -51,7 +52,7 @@ def render_size(scene: bpy.types.Scene) -> tuple[int, int]:
     )
 
 
-def _check_perspective(obj: bpy.types.Object) -> None:
+def check_perspective(obj: bpy.types.Object) -> None:
     if obj.data.type != "PERSP":
         raise CameraInputError(
             f"The camera '{obj.name}' is {obj.data.type.lower()}: only perspective cameras can be views. "
@@ -162,7 +163,7 @@ def plan_views(scene: bpy.types.Scene, cameras: list[bpy.types.Object], folder: 
         raise CameraInputError("No camera selected: select the scene cameras to reconstruct from.")
     views = []
     for i, obj in enumerate(cameras):
-        _check_perspective(obj)
+        check_perspective(obj)
         bg = _background(obj.data)
         if bg is None:
             out = os.path.join(folder, f"view_{i:03d}.png")
