@@ -371,10 +371,10 @@ class TSDFVolume:
                 sel = other[on_face]
                 if len(sel):
                     gathered.append((sel, local[sel] + e * CHUNK_BLOCKS))
-            grid = _dense_chunk(gathered, tsdf, weight, color)
+            grid, origin = _dense_chunk(gathered, tsdf, weight, color)
             verts, faces, cols = _chunk_surface(grid, min_weight)
             if len(faces):
-                parts_v.append(verts + np.asarray(chunk, np.float64) * CHUNK_BLOCKS * BLOCK)
+                parts_v.append(verts + (np.asarray(chunk, np.float64) * CHUNK_BLOCKS * BLOCK + origin))
                 parts_f.append(faces + base)
                 parts_c.append(cols)
                 base += len(verts)
@@ -405,31 +405,41 @@ def _group_rows(rows: np.ndarray) -> dict[tuple[int, int, int], np.ndarray]:
     return {tuple(int(x) for x in u): idx for u, idx in zip(uniq, np.split(order, splits), strict=True)}
 
 
-_BLOCK_FLAT = np.stack(np.meshgrid(*(np.arange(BLOCK),) * 3, indexing="ij"), -1).reshape(-1, 3) @ [
-    _DENSE**2,
-    _DENSE,
-    1,
-]
+_BLOCK_VOXELS = np.stack(np.meshgrid(*(np.arange(BLOCK),) * 3, indexing="ij"), -1).reshape(-1, 3)
 
 
-def _dense_chunk(gathered, tsdf, weight, color) -> _Grid:
-    """Dense (65, 65, 65) arrays of one chunk from its blocks and its neighbours' border blocks."""
-    size = _DENSE**3
+def _dense_chunk(gathered, tsdf, weight, color) -> tuple[_Grid, np.ndarray]:
+    """Dense arrays of one chunk (at most 65³: the chunk and the first voxel layer of the next ones),
+    cropped to the blocks it has, and the voxel offset of the crop in the chunk.
+
+    Marching cubes then visits only the box around the surface's blocks (a wall along an axis fills
+    a thin slab of a chunk, not all of it); voxels outside any block are unobserved, so the crop
+    changes nothing in the mesh."""
+    pos = np.concatenate([p for _, p in gathered])
+    lo = pos.min(axis=0) * BLOCK
+    hi = np.minimum((pos.max(axis=0) + 1) * BLOCK, _SIDE + 1)
+    shape = tuple(int(x) for x in hi - lo)
+    dense = tuple(int(x) for x in (pos.max(axis=0) + 1) * BLOCK - lo)  # whole blocks, cut afterwards
+    strides = np.array([dense[1] * dense[2], dense[2], 1])
+    size = int(np.prod(dense))
     t = np.ones(size, np.float32)
     w = np.zeros(size, np.float32)
     c = None if color is None else np.zeros((size, 3), np.float32)
-    for members, pos in gathered:
-        flat = ((pos * BLOCK) @ [_DENSE**2, _DENSE, 1])[:, None] + _BLOCK_FLAT[None]  # (b, 512)
+    block_flat = _BLOCK_VOXELS @ strides
+    for members, p in gathered:
+        flat = ((p * BLOCK - lo) @ strides)[:, None] + block_flat[None]  # (b, 512)
         t[flat] = tsdf[members]
         w[flat] = weight[members]
         if c is not None:
             c[flat] = color[members]
-    cut = slice(0, _SIDE + 1)
-    shape = (_DENSE,) * 3
-    return _Grid(
-        t.reshape(shape)[cut, cut, cut],
-        w.reshape(shape)[cut, cut, cut],
-        None if c is None else c.reshape(shape + (3,))[cut, cut, cut],
+    cut = tuple(slice(0, n) for n in shape)
+    return (
+        _Grid(
+            t.reshape(dense)[cut],
+            w.reshape(dense)[cut],
+            None if c is None else c.reshape(dense + (3,))[cut],
+        ),
+        lo.astype(np.float64),
     )
 
 
@@ -445,7 +455,7 @@ def _chunk_surface(grid: _Grid, min_weight: float):
     if not len(faces):
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros((0, 3), np.float32)
     lo = np.floor(verts).astype(np.int64)
-    hi = np.minimum(np.ceil(verts).astype(np.int64), _SIDE)
+    hi = np.minimum(np.ceil(verts).astype(np.int64), np.array(observed.shape) - 1)
     frac = (verts - lo).sum(axis=1)  # only one coordinate of a vertex is fractional
     li, hi_ = (lo[:, 0], lo[:, 1], lo[:, 2]), (hi[:, 0], hi[:, 1], hi[:, 2])
     ok = observed[li] & observed[hi_] & (np.abs(grid.tsdf[li] - grid.tsdf[hi_]) < SURFACE_JUMP)
