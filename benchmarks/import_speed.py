@@ -1,4 +1,4 @@
-"""Import speed: point clouds, 3D Gaussians, meshes and a long animated camera into Blender, beside its importers.
+"""Import speed into Blender: point clouds, 3D Gaussians, meshes, a long camera, beside its own importers.
 
     .venv-blender5/bin/python benchmarks/import_speed.py             # every case, 5 runs each (any Blender venv)
     .venv-blender5/bin/python benchmarks/import_speed.py --only points --runs 9   # the cases named "points …"
@@ -529,7 +529,7 @@ def markdown(results: dict[str, list[dict]], runs: int) -> tuple[list[str], str]
         "into the page cache first); seconds are the median and (range), memory the median peak RSS and "
         "what the import added to it. Other work shares this machine (load average "
         f"{min(loads):.1f}–{max(loads):.1f} on {os.cpu_count()} cores during the run), so single runs "
-        "vary; the fastest run is what the code costs on an idle machine."
+        "vary; the fastest run comes closest to what an idle machine gives."
     )
     lines = ["| case | seconds | peak RSS | added |", "|---|---|---|---|"]
     lines += [_row(c, results[c.name]) for c in CASES if c.row and results.get(c.name)]
