@@ -151,10 +151,15 @@ def _parser() -> argparse.ArgumentParser:
         "--chunk-size",
         type=int,
         metavar="N",
-        help="frames per network pass for a shot (a video, or any input with this set); default: from memory",
+        help="frames per network pass for a shot (a video, or any input with this set); default: the fastest "
+        "chunking for this device within its memory (measured once; the log says which and how long)",
     )
     add(
-        "--overlap", type=int, metavar="N", help="frames shared by consecutive chunks (default: half a chunk)"
+        "--overlap",
+        "--chunk-overlap",
+        type=int,
+        metavar="N",
+        help="frames shared by consecutive chunks (default: at least 8 with automatic chunks, else half a chunk)",
     )
     add("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
     add(

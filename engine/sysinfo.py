@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-__all__ = ["BF16_CPU_FLAGS", "cpu_bf16_flags", "system_memory_available"]
+__all__ = ["BF16_CPU_FLAGS", "cpu_bf16_flags", "system_memory_available", "user_cache_dir"]
 
 
 def system_memory_available() -> float:
@@ -25,6 +26,19 @@ def system_memory_available() -> float:
         except (AttributeError, ValueError, OSError):
             continue
     return 4.0 * 2**30  # Windows without either: assume a modest machine
+
+
+def user_cache_dir() -> Path:
+    """The engine's own cache folder (measurements worth keeping between runs): ``DA3_CACHE_DIR`` if set,
+    else the platform's user cache (``~/.cache``/XDG, ``~/Library/Caches``, ``%LOCALAPPDATA%``)."""
+    if os.environ.get("DA3_CACHE_DIR"):
+        return Path(os.environ["DA3_CACHE_DIR"])
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "da3-reconstruct"
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "da3-reconstruct" / "cache"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "da3-reconstruct"
 
 
 # CPU features that do bf16 matrix products natively (x86: AVX512-BF16 dot products, AMX tiles; ARM: the

@@ -43,6 +43,8 @@ class VIEW3D_PT_da3_reconstruct(Sidebar, bpy.types.Panel):
         job = svc.job
         if svc.busy:
             layout.progress(factor=job.fraction, type="BAR", text=job.progress_text)
+            if job.message:  # what the stage is on now ("chunk 2/9: block 5/12; 1.4 s per frame, …")
+                layout.label(text=job.message)
             row = layout.row(align=True)
             row.label(text=f"{job.frames} {job.unit} · {job.elapsed:.0f} s")
             row.operator(idnames.CANCEL, icon="CANCEL")

@@ -37,12 +37,16 @@ thus share the known cameras' world already: they are joined by the identity (th
 measured, see ``fit_chunk_transform(known=True)``), and no floor is fitted, so the shot's cameras are the
 given ones and its points lie in their frame.
 
-Chunking: ``chunk_size`` from the options, else ``chunk_size_for_memory`` for the free CUDA memory
-(on a GPU) or half the system's available RAM (elsewhere); ``chunk_overlap`` from the options, else
-half a chunk (DA3-Streaming's 120/60 and the protocol's default), at least 2 frames and always
-fewer than the chunk. The cache (frames, chunks, joined parts) lives in the job's scratch folder beside
-the output and is deleted when the job ends, also on error or cancel (a killed job's is removed by the
-next job on that output); with ``keep_chunk_cache`` it is kept as ``<output>/.shot_cache``.
+Chunking (``chunk_choice``): ``chunk_size`` from the options (with ``chunk_overlap``, else half a
+chunk), else the plan that takes least time on this device (a measured cost model: per-frame work plus
+global attention quadratic in the chunk, overlap frames computed twice) within the memory there is (free
+CUDA memory on a GPU, half the available RAM elsewhere), its overlap at least 8 frames. Inside a chunk
+the progress moves every backbone block and head view, with the time per frame and the time left once
+the first chunk is done, and a cancel stops the pass at the next block.
+
+The cache (frames, chunks, joined parts) lives in the job's scratch folder beside the output and is
+deleted when the job ends, also on error or cancel (a killed job's is removed by the next job on that
+output); with ``keep_chunk_cache`` it is kept as ``<output>/.shot_cache``.
 """
 
 from __future__ import annotations
@@ -69,11 +73,10 @@ from ..geometry.trajectory import robust_focal
 from ..io.frame_cache import FrameCache
 from ..io.inputs import FrameRef, expand_inputs
 from ..io.video import VideoReadError, probe_video
-from ..model.memory import InsufficientMemory, chunk_size_for_memory
 from ..preprocess import ImageTransform
 from ..process.protocol import ReconstructRequest
-from ..sysinfo import system_memory_available
 from .cameras_file import KnownCameras, read_cameras
+from .chunk_choice import choose_chunking, default_overlap, duration
 from .chunking import chunk_from_prediction, run_chunked
 from .context import Context
 from .exports import JobResult, ShotGeometry
@@ -97,14 +100,7 @@ from .stages import (
 __all__ = ["SHOT_CACHE", "default_overlap", "run_shot"]
 
 SHOT_CACHE = ".shot_cache"  # in the scratch folder; kept inside the result with keep_chunk_cache
-SYSTEM_RAM_SHARE = 0.5  # share of the available RAM a CPU (or MPS) shot plans its chunks for
 DEFAULT_POINT_BUDGET = 400_000  # reduced cloud of a shot when the job sets no max_points
-FALLBACK_CHUNK = 32  # chunk size for a network without a memory estimate (a test double)
-
-
-def default_overlap(chunk_size: int) -> int:
-    """Half a chunk, at least 2 frames, fewer than the chunk (1 for a 2-frame chunk)."""
-    return min(int(chunk_size) - 1, max(2, int(chunk_size) // 2))
 
 
 def run_shot(request: ReconstructRequest, context: Context, started: float) -> dict[str, Any]:
@@ -258,34 +254,9 @@ class _Shot:
     # --- chunks -------------------------------------------------------------------------------------
 
     def _chunking(self, model, frames: _ShotFrames) -> tuple[int, int]:
-        """(chunk size, overlap) from the options, or from the memory the device has."""
-        options, context = self.options, self.context
-        chunk = options.chunk_size
-        if chunk is None:
-            from ..pipeline import device_memory  # torch: imported when a job runs
-
-            memory = device_memory(model)
-            free = memory.free_bytes
-            if free is None:
-                free = SYSTEM_RAM_SHARE * system_memory_available()
-            available = free + memory.weight_bytes  # the weights are loaded already
-            name = getattr(model, "model_name", "")
-            h, w = frames.image_hw
-            try:
-                chunk = chunk_size_for_memory(available, h, w, name, dtype_bytes=memory.dtype_bytes)
-            except InsufficientMemory as exc:
-                raise UserError(f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
-            except ValueError:  # a network without a memory estimate
-                chunk = FALLBACK_CHUNK
-            context.log("info", f"Chunks of {chunk} frames (about {available / 2**30:.1f} GiB to work in).")
-        overlap = options.chunk_overlap if options.chunk_overlap is not None else default_overlap(chunk)
-        if overlap >= chunk:
-            context.log(
-                "warning",
-                f"An overlap of {overlap} frames does not fit chunks of {chunk}: using {chunk - 1}.",
-            )
-            overlap = chunk - 1
-        return int(chunk), int(overlap)
+        """(chunk size, overlap): the user's, or the fastest plan within memory (``chunk_choice``)."""
+        plan = choose_chunking(model, len(frames), frames.image_hw, self.options, self.context)
+        return plan.chunk, plan.overlap
 
     def _network(
         self, model, frames: _ShotFrames, plan: list[range], chunk: int, overlap: int
@@ -297,6 +268,12 @@ class _Shot:
         timer = self.stages.clock()
         first: list[_FirstChunk] = []
         predicting = [0.0]
+        pace = _Pace(len(frames), len(plan))
+
+        def step(part: str, done: int, total: int) -> None:  # inside a chunk's pass: cancel and progress
+            context.check_cancel()
+            what = "block" if part == "backbone" else "head, view"
+            context.progress("network", pace.done, pace.chunks, pace.inside(f"{what} {done + 1}/{total}"))
 
         def predict_chunk(positions: range):
             t0 = time.perf_counter()
@@ -310,11 +287,12 @@ class _Shot:
                 use_ray_pose=options.use_ray_pose,
                 seed=options.seed,
                 on_stage=timer,
-                on_step=lambda part, done, total: context.check_cancel(),  # cancel inside a chunk's pass
+                on_step=step,
                 **given,
             )
             timer.close()
             predicting[0] += time.perf_counter() - t0
+            pace.chunk_took(time.perf_counter() - t0)
             refs = [frames.refs[i] for i in positions]
             refuse_non_finite(refs, prediction.extrinsics, prediction.intrinsics, prediction.depth)
             if tuple(prediction.depth.shape[1:]) != frames.image_hw:
@@ -343,6 +321,10 @@ class _Shot:
                     f"chunk {done}/{total}: frames {frames.label(span.start)}–{frames.label(span.stop - 1)}"
                 )
                 message += f", {detail}" if detail else ""
+                pace.done = done
+                message += pace.eta()
+                if done == 1 and total > 1:
+                    context.log("info", pace.first_chunk_note())
             context.progress("network", done, total, message)
 
         self.stages.end()
@@ -480,6 +462,41 @@ class _Shot:
             "overlap": int(overlap),
             "chunks": [[span.start, span.stop - 1] for span in plan],
         }
+
+
+class _Pace:
+    """How fast the chunks go: the time per frame and the time left, from the chunks done so far."""
+
+    def __init__(self, frames: int, chunks: int) -> None:
+        self.frames, self.chunks, self.done = frames, chunks, 0
+        self.seconds: list[float] = []
+
+    def chunk_took(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+    def _per_chunk(self) -> float:
+        return sum(self.seconds) / len(self.seconds)
+
+    def per_frame(self) -> float:
+        return self._per_chunk() * self.chunks / self.frames
+
+    def left(self) -> float:
+        return self._per_chunk() * (self.chunks - self.done)
+
+    def eta(self) -> str:
+        if not self.seconds or self.done >= self.chunks:
+            return ""
+        return f"; {self.per_frame():.2f} s per frame, about {duration(self.left())} left"
+
+    def inside(self, step: str) -> str:
+        return f"chunk {self.done + 1}/{self.chunks}: {step}{self.eta()}"
+
+    def first_chunk_note(self) -> str:
+        total = self._per_chunk() * self.chunks
+        return (
+            f"First chunk in {self.seconds[0]:.1f} s: {self.per_frame():.2f} s per frame, about "
+            f"{duration(total)} for the network ({duration(self.left())} left)."
+        )
 
 
 @dataclass(frozen=True)

@@ -98,15 +98,17 @@ class JobOptions(Checked):
         None  # `frames` counts movie positions round(t·fps) (Blender's VFR numbering)
     )
     device: str = "auto"  # auto, cpu, mps, cuda, cuda:N
-    dtype: str = "auto"  # one of DTYPES (auto: bf16/fp16 on CUDA, float32 elsewhere)
+    dtype: str = (
+        "auto"  # one of DTYPES (auto: bf16 where native on CUDA and CPU, fp16 on old CUDA, else fp32)
+    )
     exports: tuple[str, ...] = ()  # extra files beside reconstruction.npz, from EXPORTS
     skip_unreadable: bool = True  # skip undecodable input files with a warning (False: fail the job)
     max_points: int | None = None  # point budget of the exported/imported cloud (None: keep all)
     conf_percentile: float = 40.0  # drop points below this percentile of confidence, in [0, 100)
     cameras: str | None = None  # file with known cameras to condition on (None: predict them)
     seed: int = 0  # seeds every random choice (subsampling, RANSAC) for repeatable results
-    chunk_size: int | None = None  # frames per network pass (None: choose from memory)
-    chunk_overlap: int | None = None  # frames shared by consecutive chunks (None: half a chunk)
+    chunk_size: int | None = None  # frames per network pass (None: fastest within memory, by a cost model)
+    chunk_overlap: int | None = None  # frames shared by chunks (None: ≥ 8 with auto chunks, half a set chunk)
     keep_chunk_cache: bool = False  # keep a shot's chunk cache (<output>/.shot_cache) for inspection
     mesh_voxel_size: float | None = None  # fused mesh voxel edge in scene units (None: from the scene)
     mesh_detail: float = 1.0  # with an automatic voxel size: 2 halves the voxel edge, 0.5 doubles it
