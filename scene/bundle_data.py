@@ -7,18 +7,18 @@ import numpy as np
 
 from ..engine.formats.bundle import Bundle, BundleError
 from ..engine.geometry.filters import gather_points
+from ..engine.geometry.floor import default_root
 from .convert import scale_intrinsics
 
 __all__ = ["bundle_points", "original_intrinsics", "root_alignment"]
 
 
-def root_alignment(bundle: Bundle, fallback: np.ndarray) -> np.ndarray:
+def root_alignment(bundle: Bundle) -> np.ndarray:
     """The transform of the reconstruction's root: the identity for a job given known cameras (its world
     is theirs, e.g. the scene's own cameras: the result lands in the scene's frame and units), else the
-    bundle's ``world_alignment`` or ``fallback`` (the plain axis turn)."""
-    if (bundle.options or {}).get("cameras"):
-        return np.eye(4)
-    return bundle.world_alignment if bundle.world_alignment is not None else fallback
+    bundle's ``world_alignment``, else the plain axis turn — the engine's ``default_root``, the frame a
+    CLI dataset export uses too."""
+    return default_root(bool((bundle.options or {}).get("cameras")), bundle.world_alignment)
 
 
 def original_intrinsics(bundle: Bundle) -> np.ndarray:

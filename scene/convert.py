@@ -22,6 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Engine world (x right, y down, z forward) → Blender world (X right, Y forward, Z up): X=x, Y=z, Z=-y;
+# defined once in the engine (the datasets' frame uses it too).
+from ..engine.geometry.floor import ENGINE_TO_BLENDER
+
 __all__ = [
     "CV_TO_BLENDER_CAMERA",
     "ENGINE_TO_BLENDER",
@@ -39,11 +43,6 @@ DEFAULT_SENSOR_WIDTH = 36.0  # mm, a full-frame sensor: lens values then read li
 
 # diag(1, -1, -1): OpenCV camera axes ↔ Blender camera axes (its own inverse).
 CV_TO_BLENDER_CAMERA = np.diag([1.0, -1.0, -1.0])
-
-# Engine world (x right, y down, z forward) → Blender world (X right, Y forward, Z up): X=x, Y=z, Z=-y.
-ENGINE_TO_BLENDER = np.array(
-    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
-)
 
 
 # --- extrinsics -------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from ..session.shot import FrameMap, ShotSource, movie_positions, scene_keys
 from ..session.solve import SolveSummary
 from .bundle_data import bundle_points, original_intrinsics, root_alignment
 from .camera_data import add_background
-from .convert import ENGINE_TO_BLENDER
 from .mesh import MESH_FILE, import_mesh_file
 from .options import ShotImportOptions
 from .points import create_point_cloud
@@ -112,7 +111,7 @@ def _build(
 ) -> ShotImportResult:
     scene = context.scene
     name = options.name or bundle.folder.name or "Shot"
-    alignment = root_alignment(bundle, ENGINE_TO_BLENDER)
+    alignment = root_alignment(bundle)
     collection, root = make_root(scene, name, bundle, alignment, kind="shot")
 
     clip = _background_clip(source) if options.background else None

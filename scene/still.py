@@ -20,7 +20,6 @@ from ..engine.formats.gaussians_ply import SplatTable
 from . import cameras as camera_builders
 from .bundle_data import bundle_points, original_intrinsics, root_alignment
 from .camera_data import apply_render_settings, set_frame_range
-from .convert import ENGINE_TO_BLENDER
 from .gaussians import create_gaussians, prepare_scene
 from .mesh import MESH_FILE, create_view_meshes, import_mesh_file
 from .options import ImportOptions
@@ -55,7 +54,7 @@ def _view_names(bundle: Bundle) -> list[str]:
 def _build(context: bpy.types.Context, bundle: Bundle, options: ImportOptions) -> ImportResult:
     scene = context.scene
     name = options.name or bundle.folder.name or "Reconstruction"
-    collection, root = make_root(scene, name, bundle, root_alignment(bundle, ENGINE_TO_BLENDER))
+    collection, root = make_root(scene, name, bundle, root_alignment(bundle))
 
     cloud, count, extent = None, 0, None
     arrays = bundle_points(bundle, options.max_points, options.conf_percentile) if options.points else None

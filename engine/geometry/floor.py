@@ -24,14 +24,34 @@ import numpy as np
 from .sim3 import rotation_between
 
 __all__ = [
+    "ENGINE_TO_BLENDER",
     "Floor",
     "NoFloorFound",
+    "default_root",
     "fit_floor",
     "root_transform",
     "scale_from_distance",
     "up_from_cameras",
     "world_alignment",
 ]
+
+
+# The plain axis turn a reconstruction's root gets when nothing aligned it: the engine's world (the reference
+# camera's frame: x right, y down, z forward) turned so +Z is up and that camera looks along +Y (X=x, Y=z,
+# Z=-y). The one definition: Blender's importer (scene/convert.py) and the datasets' frame use this.
+ENGINE_TO_BLENDER = np.array(
+    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
+ENGINE_TO_BLENDER.flags.writeable = False
+
+
+def default_root(given_cameras: bool, alignment: np.ndarray | None) -> np.ndarray:
+    """The transform a reconstruction's root gets on import (Blender's importer and a CLI dataset export
+    both use it): the identity for a job given known cameras (their world is the scene's), else the
+    bundle's floor alignment ``alignment`` (4, 4), else the plain axis turn. A new float64 array."""
+    if given_cameras:
+        return np.eye(4)
+    return np.array(alignment if alignment is not None else ENGINE_TO_BLENDER, np.float64)
 
 
 class NoFloorFound(ValueError):

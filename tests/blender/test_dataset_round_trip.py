@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import struct
+import types
 from pathlib import Path
 
 import bpy
@@ -367,3 +368,26 @@ def test_datasets_and_trained_results_round_trip_onto_the_scene(clean_scene, sub
             size = np.linalg.norm(np.ptp(_apply(to_world, truth.engine_verts), axis=0))
             error = np.linalg.norm(_world_points(obj, reader) - want, axis=1).max()
             assert error < 1e-4 * size, (name, moved, error / size)
+
+
+def test_the_root_on_import_is_the_frame_a_cli_export_uses(clean_scene, sub, tmp_path):
+    """One axis turn and one choice of the root's transform for the importer and the datasets (a CLI export
+    writes its dataset in the frame Blender would give the root)."""
+    floor, convert = sub("engine.geometry.floor"), sub("scene.convert")
+    assert convert.ENGINE_TO_BLENDER is floor.ENGINE_TO_BLENDER  # defined once, in the engine
+    assert sub("engine.formats.datasets").ENGINE_TO_BLENDER is floor.ENGINE_TO_BLENDER
+    importer = sub("scene.importer")
+    result = importer.import_bundle(
+        bpy.context, Truth().write_bundle(tmp_path / "b"), importer.ImportOptions()
+    )
+    np.testing.assert_allclose(np.array(result.root.matrix_world), floor.default_root(False, None), atol=1e-7)
+    root_alignment = sub("scene.bundle_data").root_alignment
+    aligned = np.diag([2.0, 2.0, 2.0, 1.0])
+    for options, alignment, expected in (
+        ({}, None, floor.ENGINE_TO_BLENDER),
+        ({}, aligned, aligned),
+        ({"cameras": "scene"}, aligned, np.eye(4)),
+    ):
+        bundle = types.SimpleNamespace(options=options, world_alignment=alignment)
+        np.testing.assert_array_equal(root_alignment(bundle), expected)
+        np.testing.assert_array_equal(floor.default_root(bool(options), alignment), expected)

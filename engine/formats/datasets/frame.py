@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import UserError
+from ...geometry.floor import ENGINE_TO_BLENDER, default_root
 
 __all__ = ["ENGINE_TO_BLENDER", "DatasetError", "Similarity", "default_root"]
 
-# The plain axis turn Blender puts on a still reconstruction's root: the engine's reference camera frame
-# (y down, z forward) turned so +Z is up and the camera looks along +Y (scene/convert.py holds the same).
-ENGINE_TO_BLENDER = np.array([[1.0, 0, 0, 0], [0, 0, 1.0, 0], [0, -1.0, 0, 0], [0, 0, 0, 1.0]])
+# ENGINE_TO_BLENDER and default_root (the root's transform on import, the frame of a CLI export) are the
+# ones of engine/geometry/floor.py, which Blender's importer uses too; re-exported here for the exports.
 
 
 class DatasetError(UserError):
@@ -67,13 +67,3 @@ class Similarity:
         r_d = w2c[:, :, :3] @ self.rotation.T
         t_d = self.scale * w2c[:, :, 3] - r_d @ self.translation
         return np.concatenate([r_d, t_d[:, :, None]], axis=2)
-
-
-def default_root(units_given_cameras: bool, world_alignment: np.ndarray | None) -> np.ndarray:
-    """The transform Blender gives a reconstruction's root on import (the frame a CLI export uses): the
-    identity for a job given known cameras, else the bundle's floor alignment, else the axis turn."""
-    if units_given_cameras:
-        return np.eye(4)
-    return (
-        np.asarray(world_alignment, np.float64) if world_alignment is not None else ENGINE_TO_BLENDER.copy()
-    )
