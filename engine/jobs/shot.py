@@ -272,6 +272,8 @@ class _Shot:
 
         def step(part: str, done: int, total: int) -> None:  # inside a chunk's pass: cancel and progress
             context.check_cancel()
+            if part == "attention":  # between the pieces of a long global attention: the cancel check only
+                return
             what = "block" if part == "backbone" else "head, view"
             context.progress("network", pace.done, pace.chunks, pace.inside(f"{what} {done + 1}/{total}"))
 

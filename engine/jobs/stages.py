@@ -146,6 +146,8 @@ class Stages(StageClock):
 
         def step(part: str, done: int, total: int) -> None:
             self.context.check_cancel()
+            if part == "attention":  # inside a block's long attention: a cancel check only
+                return
             what = "block" if part == "backbone" else "head, view"
             self.context.progress(stage, done, total, f"{what} {done + 1}/{total}")
 

@@ -145,7 +145,12 @@ class Backbone(nn.Module):
                     stream[:, 1:, 0] = self.camera_token[:, 1].to(stream.dtype)
             if cfg.is_global(i):
                 rope = global_rope if cfg.has_rope(i) else None
-                stream = block(stream.reshape(b, s * stream.shape[2], -1), rope).reshape(stream.shape)
+                if self.on_step is not None:  # a long global attention checks in between its pieces
+                    block.attn.between = lambda i=i: self.on_step("attention", i, len(self.blocks))
+                try:
+                    stream = block(stream.reshape(b, s * stream.shape[2], -1), rope).reshape(stream.shape)
+                finally:
+                    block.attn.between = None
             else:
                 rope = local_rope if cfg.has_rope(i) else None
                 stream = block(stream.reshape(b * s, *stream.shape[2:]), rope).reshape(stream.shape)

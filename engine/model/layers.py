@@ -7,6 +7,8 @@ Inference only: no dropout, no drop-path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,11 +49,21 @@ class SwiGLU(nn.Module):
         return self.w3(F.silu(a) * b)
 
 
+PIECE_FLOPS = 2e10  # work (2 × multiply-adds) per query piece of a long attention: ~0.2 s on a CPU
+PIECE_ALIGN = 256  # query pieces start on multiples of this (the kernels' query blocks): identical results
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention with optional QK-norm (LayerNorm per head, eps 1e-5) and 2-D RoPE."""
+    """Multi-head self-attention with optional QK-norm (LayerNorm per head, eps 1e-5) and 2-D RoPE.
+
+    ``between`` (set by the backbone for a pass that can be cancelled) is called between query pieces of
+    a long attention (a global block over a long chunk takes many seconds on a CPU): every query attends
+    to all keys either way, so the pieces give the same result, and raising from it stops the block.
+    """
 
     def __init__(self, dim: int, num_heads: int, qk_norm: bool = False):
         super().__init__()
+        self.between: Callable[[], None] | None = None
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim)
         head_dim = dim // num_heads
@@ -70,8 +82,23 @@ class Attention(nn.Module):
             q, k = apply_rope(q, rope), apply_rope(k, rope)
         if q.dtype != v.dtype:  # QK-norm runs in fp32 under autocast; keep SDPA in one dtype
             q, k = q.to(v.dtype), k.to(v.dtype)
-        x = F.scaled_dot_product_attention(q, k, v)
+        piece = self._piece(b, t, c)
+        if piece >= t:
+            x = F.scaled_dot_product_attention(q, k, v)
+        else:
+            parts = []
+            for start in range(0, t, piece):
+                self.between()  # the projections and RoPE of a long sequence take a while too
+                parts.append(F.scaled_dot_product_attention(q[:, :, start : start + piece], k, v))
+            x = torch.cat(parts, dim=2)
         return self.proj(x.transpose(1, 2).reshape(b, t, c))
+
+    def _piece(self, b: int, t: int, c: int) -> int:
+        """Queries per piece: all of them without ``between``, else about ``PIECE_FLOPS`` of work each."""
+        if self.between is None:
+            return t
+        per_query = 4.0 * b * t * c  # QKᵀ and AV, all heads
+        return max(PIECE_ALIGN, int(PIECE_FLOPS / per_query) // PIECE_ALIGN * PIECE_ALIGN)
 
 
 class Block(nn.Module):

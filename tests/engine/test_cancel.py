@@ -77,3 +77,48 @@ def test_cancel_in_a_running_forward_returns_within_seconds_and_the_engine_goes_
         assert isinstance(event, p.FinishedEvent), event
     finally:
         client.stop(timeout=5.0)
+
+
+def test_cancel_in_a_long_global_attention_of_a_shot_returns_within_seconds(small_checkpoint, tmp_path):
+    """One chunk of 24 frames at 504x378: each global block attends over 23 000 tokens at once (some
+    800 GFLOP, many seconds on this CPU). A cancel just before the first global block stops it within its
+    attention, and the engine runs the next job."""
+    from tests.engine.media import make_test_images, write_test_video
+
+    video = write_test_video(tmp_path / "shot.mkv", make_test_images(24, 378, 504), fps=24)
+    client = EngineClient(sys.executable, extension_root=ROOT, args=("--device", "cpu"))
+    try:
+        long = make_request([video], tmp_path / "shot", small_checkpoint, process_res=504, chunk_size=24)
+        job = client.submit(long)
+        cancelled_at, terminal = None, None
+        deadline = time.monotonic() + 300
+        while terminal is None and time.monotonic() < deadline:
+            event = client.next_event(timeout=1.0)
+            if event is None:
+                continue
+            if (  # da3-small: blocks 0-4 see one view at a time, block 5 (the 6th) is the first global one
+                cancelled_at is None
+                and isinstance(event, p.ProgressEvent)
+                and event.stage == "network"
+                and event.message.startswith("chunk 1/1: block 6/12")
+            ):
+                client.cancel(job)
+                cancelled_at = time.monotonic()
+            if event.terminal_job == job:
+                terminal = event
+        assert cancelled_at is not None, terminal
+        latency = time.monotonic() - cancelled_at
+        assert isinstance(terminal, p.InterruptedEvent) and latency < CANCEL_LIMIT_S, latency
+        print(f"cancel latency inside a global attention: {latency:.2f} s")
+
+        save_images(tmp_path / "in", [(96, 128)] * 2)
+        job = client.submit(
+            make_request([tmp_path / "in"], tmp_path / "next", small_checkpoint, process_res=112)
+        )
+        while True:
+            event = client.next_event(timeout=120)
+            if event is not None and event.terminal_job == job:
+                break
+        assert isinstance(event, p.FinishedEvent), event
+    finally:
+        client.stop(timeout=5.0)
