@@ -303,6 +303,18 @@ def test_refusals_say_what_to_do(tmp_path):
     assert (busy / "thesis.docx").read_text() == "mine"
     with pytest.raises(DatasetError, match="does not exist"):
         export_dataset("3dgs", tmp_path / "no" / "such" / "dir", source, np.eye(4))
+    # an earlier dataset is replaced, with the trainers' downscaled copies, but not a run trained inside it
+    for tool in ("3dgs", "nerfstudio"):
+        trained = tmp_path / f"trained-{tool}"
+        export_dataset(tool, trained, source, np.eye(4))
+        (trained / "images_2").mkdir()
+        export_dataset(tool, trained, source, np.eye(4))  # every entry is the export's own
+        assert not (trained / "images_2").exists()
+        (trained / "outputs" / "run").mkdir(parents=True)
+        (trained / "outputs" / "run" / "splat.ply").write_text("hours of training")
+        with pytest.raises(DatasetError, match="also outputs .*move them"):
+            export_dataset(tool, trained, source, np.eye(4))
+        assert (trained / "outputs" / "run" / "splat.ply").read_text() == "hours of training"
 
 
 def test_png_writer_reads_back_in_pil(tmp_path):

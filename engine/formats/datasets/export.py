@@ -39,12 +39,41 @@ def check_target(target: str | os.PathLike) -> Path:
             f"{target} is not empty and holds no DA3 dataset: choose an empty or new folder "
             "(an earlier DA3 dataset there is replaced)."
         )
+    if target.is_dir():
+        others = sorted(p.name for p in target.iterdir() if not _ours(p.name))
+        if others:
+            raise DatasetError(
+                f"{target} holds an earlier DA3 dataset and also {', '.join(others[:3])}"
+                f"{' …' if len(others) > 3 else ''} (a training run's results?), which replacing it would "
+                "delete: move them out of the folder, or choose another folder."
+            )
     parent = target.parent
     if not parent.is_dir():
         raise DatasetError(f"The folder {parent} does not exist: create it or choose another one.")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise DatasetError(f"The folder {parent} is not writable: choose a folder you can write to.")
     return target
+
+
+# What the dataset writers put at the top of a dataset, and the downscaled copies the trainers add
+# (nerfstudio's images_2, …; 3DGS's and gsplat's images_<factor>); anything else is not ours to delete.
+DATASET_ENTRIES = frozenset(
+    {
+        "images",
+        "sparse",
+        "depths",
+        "normals_from_pretrain",
+        "masks",
+        "transforms.json",
+        "sparse_pc.ply",
+        SIDECAR_FILE,
+    }
+)
+
+
+def _ours(name: str) -> bool:
+    stem, _, factor = name.rpartition("_")
+    return name in DATASET_ENTRIES or (stem in ("images", "depths", "masks") and factor.isdigit())
 
 
 def _replace(staging: Path, target: Path) -> None:
