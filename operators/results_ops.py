@@ -38,7 +38,8 @@ class DA3_OT_import_result(bpy.types.Operator, ImportHelper):
         name="nerfstudio Run",
         subtype="FILE_PATH",
         description="The run's dataparser_transforms.json (outputs/<name>/<method>/<timestamp>/), when it is "
-        "not found next to the result or under the dataset's outputs/",
+        "not found next to the result or under the dataset's outputs/ (nerfstudio datasets only; not remembered)",
+        options={"SKIP_SAVE"},
     )
     companions: BoolProperty(
         name="Both SuGaR Halves",

@@ -84,9 +84,9 @@ def _plan(path: Path, dataset_hint: str, dataparser_hint: str) -> _Item:
         )
     sidecar = read_sidecar(dataset)
     to_dataset = np.eye(4)
-    dataparser = dataparser_hint or (
-        find_dataparser_transforms(path, dataset) if sidecar.tool == "nerfstudio" else None
-    )
+    dataparser = None  # only nerfstudio's exports are in its normalised frame (3DGS, gsplat, SuGaR: none)
+    if sidecar.tool == "nerfstudio":
+        dataparser = dataparser_hint or find_dataparser_transforms(path, dataset)
     if sidecar.tool == "nerfstudio" and not dataparser:
         raise ResultError(
             f"{path.name} is in nerfstudio's normalised frame, and no dataparser_transforms.json was found "
