@@ -1,6 +1,7 @@
 """Render the README pictures (docs/images/*.png) with Blender, from a ground-truth bundle.
 
-    .venv-blender5/bin/python tools/readme_images.py
+    .venv-blender5/bin/python tools/readme_images.py            # every picture
+    .venv-blender5/bin/python tools/readme_images.py mesh       # only some: reconstruction, camera_match, gaussians, mesh
 
 A procedural scene is rendered with Cycles from six known cameras (tools/synthetic_scene.py), with its
 depth pass. Those images, depths and cameras are written as a result bundle — exactly what the engine
@@ -119,7 +120,13 @@ def _fused_mesh(arrays: dict, work: Path) -> Path | None:
     return out
 
 
+PICTURES = ("reconstruction", "camera_match", "gaussians", "mesh")
+
+
 def main() -> int:
+    wanted = set(sys.argv[1:]) or set(PICTURES)  # e.g. `readme_images.py mesh` makes only mesh.png
+    if wanted - set(PICTURES):
+        raise SystemExit(f"unknown pictures {sorted(wanted - set(PICTURES))}; choose from {PICTURES}")
     load_extension()
     from da3_reconstruct.engine.formats.bundle import write_bundle
     from da3_reconstruct.scene import compat, convert, importer
@@ -189,54 +196,57 @@ def main() -> int:
     overview.rotation_euler = (Vector(centre) - overview.location).to_track_quat("-Z", "Y").to_euler()
     scene.camera = overview
     scene.render.resolution_x, scene.render.resolution_y = 800, 500
-    scene.render.filepath = str(out_dir / "reconstruction.png")
-    bpy.ops.render.render(write_still=True)
+    if "reconstruction" in wanted:
+        scene.render.filepath = str(out_dir / "reconstruction.png")
+        bpy.ops.render.render(write_still=True)
 
     # The same cloud through the imported camera of view 3, next to view 3's image.
     cam = result.cameras[3]
     camera_data = sys.modules["da3_reconstruct.scene.camera_data"]
-    camera_data.apply_render_settings(scene, cam)
-    through = str(work / "through.png")
-    scene.render.filepath = through
-    bpy.ops.render.render(write_still=True)
-    left, right = _read_png(views[3].path), _read_png(through)
-    gap = np.ones((left.shape[0], 8, 3), np.float32)
-    _save_png(str(out_dir / "camera_match.png"), np.concatenate([left, gap, right], axis=1))
+    if "camera_match" in wanted:
+        camera_data.apply_render_settings(scene, cam)
+        through = str(work / "through.png")
+        scene.render.filepath = through
+        bpy.ops.render.render(write_still=True)
+        left, right = _read_png(views[3].path), _read_png(through)
+        gap = np.ones((left.shape[0], 8, 3), np.float32)
+        _save_png(str(out_dir / "camera_match.png"), np.concatenate([left, gap, right], axis=1))
 
     # The Gaussians instead of the points: from the overview and through view 3's camera.
-    points.hide_render, result.gaussians.hide_render = True, False
+    points.hide_render = True
+    if "gaussians" in wanted:
+        result.gaussians.hide_render = False
+        _save_png(
+            str(out_dir / "gaussians.png"), _two_views(scene, camera_data, overview, cam, work, "splats")
+        )
+        result.gaussians.hide_render = True
+
+    if "mesh" in wanted and result.mesh is not None:  # the fused mesh, lit by a sun and the sky
+        result.mesh.hide_render = False
+        sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+        sun.data.energy, sun.data.angle = 3.0, 0.2
+        sun.rotation_euler = (0.7, 0.2, 0.9)
+        scene.collection.objects.link(sun)
+        world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.25, 0.27, 0.3, 1.0)
+        _save_png(str(out_dir / "mesh.png"), _two_views(scene, camera_data, overview, cam, work, "mesh"))
+    print("wrote " + ", ".join(str(out_dir / f"{name}.png") for name in sorted(wanted)))
+    os._exit(0)
+
+
+def _two_views(scene, camera_data, overview, cam, work: Path, stem: str) -> np.ndarray:
+    """Renders from the overview (480×360) and through ``cam``, side by side."""
     pictures = []
     for i, camera in enumerate((overview, cam)):
         camera_data.apply_render_settings(scene, camera)
         if camera is overview:
             scene.render.resolution_x, scene.render.resolution_y = 480, 360
-        scene.render.filepath = str(work / f"splats_{i}.png")
+        scene.render.filepath = str(work / f"{stem}_{i}.png")
         bpy.ops.render.render(write_still=True)
         pictures.append(_read_png(scene.render.filepath))
     height = min(p.shape[0] for p in pictures)
     pictures = [p[:height] for p in pictures]
     gap = np.ones((height, 8, 3), np.float32)
-    _save_png(str(out_dir / "gaussians.png"), np.concatenate([pictures[0], gap, pictures[1]], axis=1))
-
-    if result.mesh is not None:  # the fused mesh from the overview and through view 3's camera
-        result.gaussians.hide_render, result.mesh.hide_render = True, False
-        pictures = []
-        for i, camera in enumerate((overview, cam)):
-            camera_data.apply_render_settings(scene, camera)
-            if camera is overview:
-                scene.render.resolution_x, scene.render.resolution_y = 480, 360
-            scene.render.filepath = str(work / f"mesh_{i}.png")
-            bpy.ops.render.render(write_still=True)
-            pictures.append(_read_png(scene.render.filepath))
-        height = min(p.shape[0] for p in pictures)
-        pictures = [p[:height] for p in pictures]
-        gap = np.ones((height, 8, 3), np.float32)
-        _save_png(str(out_dir / "mesh.png"), np.concatenate([pictures[0], gap, pictures[1]], axis=1))
-    print(
-        f"wrote {out_dir / 'reconstruction.png'}, {out_dir / 'camera_match.png'}, {out_dir / 'gaussians.png'}"
-        f" and {out_dir / 'mesh.png'}"
-    )
-    os._exit(0)
+    return np.concatenate([pictures[0], gap, pictures[1]], axis=1)
 
 
 if __name__ == "__main__":
