@@ -289,7 +289,8 @@ class TSDFVolume:
         with the band sampled every quarter block, only corners the band clips can be missed).
         """
         kept = d[d > 0]
-        z_far = float(torch.quantile(kept[:: max(1, len(kept) // 100_000)], 0.95))
+        some = kept[:: max(1, len(kept) // 10_000)]  # plenty for a percentile; kthvalue, not quantile (10x)
+        z_far = float(torch.kthvalue(some, int(0.95 * (len(some) - 1)) + 1).values)
         stride = int(max(1, min(8, (BLOCK * self.voxel_size / 2) // (z_far / min(fx, fy)))))
         sub = torch.zeros_like(d)
         sub[::stride, ::stride] = d[::stride, ::stride]
