@@ -15,6 +15,12 @@ autocasts to float16 on a CPU, 3–5× slower; that would flatter us):
 * network — the normalised (1, N, 3, H, W) tensor through the network;
 * api — uint8 images in, final prediction out (our ``predict``; the official ``inference`` with
   its forward replaced by a direct call of the network, as the golden maker does).
+
+``--precision`` prints the precision table instead (issue 13): per preset, view count and mode, our
+engine in fp32 and at its default precision (bf16 on a CPU with native bf16), the official code at its
+own default on this device (its forward as it is: fp16 autocast on a CPU) and in fp32, each with its
+time, its speed against official fp32, its peak memory and the median relative depth difference to our
+fp32 result.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +57,10 @@ def ensure_official_venv() -> Path:
     print(f"installing the official package into {OFFICIAL_VENV} (once) …", file=sys.stderr)
     subprocess.run([sys.executable, "-m", "venv", str(OFFICIAL_VENV)], check=True)
     pip = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "torch==2.13.0"], check=True)
+    cpu_only = shutil.which("nvidia-smi") is None
+    subprocess.run(
+        [*pip, "torch==2.13.0+cpu" if cpu_only else "torch==2.13.0"], check=True
+    )  # +cpu: no CUDA libs
     subprocess.run([*pip, "--no-deps", "depth-anything-3==0.1.1"], check=True)
     subprocess.run([*pip, *OFFICIAL_DEPS], check=True)
     subprocess.run([*pip, "--no-deps", "torchvision==0.28.0"], check=True)
@@ -109,20 +119,33 @@ def run_ours(args) -> dict:
     from engine.weights import load_model
 
     torch.set_num_threads(args.threads)
-    model = load_model(args.checkpoint, device=args.device, dtype=args.dtype)
+    model = load_model(
+        args.checkpoint, device=args.device, dtype=None if args.dtype == "default" else args.dtype
+    )
     images = _images(args.views)
+    depth = []
     if args.mode == "network":
         x = torch.from_numpy(normalize(np.stack(images)))[None].to(args.device)
 
         def step():
             with torch.inference_mode():
-                model(x)
+                depth[:] = [model(x)["head_depth"][0].float().cpu().numpy()]
     else:
 
         def step():
-            predict(model, images, process_res=W)
+            depth[:] = [predict(model, images, process_res=W).depth]
 
-    return {"seconds": _time(step, args.repeats, torch, args.device), **_peak_mb(torch, args.device)}
+    seconds = _time(step, args.repeats, torch, args.device)
+    _save_depth(args, depth[0])
+    dtype = str(model.run_dtype).removeprefix("torch.")
+    return {"seconds": seconds, "dtype": dtype, **_peak_mb(torch, args.device)}
+
+
+def _save_depth(args, depth) -> None:
+    if args.save:
+        import numpy as np
+
+        np.save(args.save, np.asarray(depth, np.float32))
 
 
 def run_official(args) -> dict:
@@ -145,16 +168,26 @@ def run_official(args) -> dict:
             state[key] = state[re.sub(r"output_conv2_aux\.\d\.2\.", "output_conv2_aux.0.2.", key)]
     api.load_state_dict(state, strict=True)
     del state
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     api = api.to(args.device).eval()
     net = api.model
+    if args.dtype == "default":  # the official forward as it is: its own autocast (fp16 on a CPU)
+        official_forward = api.forward
 
-    def forward(*net_args):  # no CPU fp16 autocast; bf16 autocast on request (as official on CUDA)
-        with torch.inference_mode(), torch.autocast(args.device, dtype=dtype, enabled=dtype != torch.float32):
-            return net(*net_args)
+        def forward(x, *rest):  # the network mode passes the image alone; the forward wants a layer list
+            return official_forward(x, *rest) if rest else official_forward(x, None, None, [])
+    else:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
 
-    api.forward = forward  # same positional arguments as the network's forward
+        def forward(*net_args):  # no CPU fp16 autocast; bf16 autocast on request (as official on CUDA)
+            with (
+                torch.inference_mode(),
+                torch.autocast(args.device, dtype=dtype, enabled=dtype != torch.float32),
+            ):
+                return net(*net_args)
+
+        api.forward = forward  # same positional arguments as the network's forward
     images = _images(args.views)
+    depth = []
     if args.mode == "network":
         mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
         std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
@@ -164,22 +197,31 @@ def run_official(args) -> dict:
         x = torch.from_numpy(x)[None].to(args.device)
 
         def step():
-            forward(x)
+            with torch.inference_mode():
+                out = forward(x)
+            depth[:] = [out["depth"][0].float().cpu().numpy() if isinstance(out, dict) else None]
     else:
 
         def step():
-            api.inference(images, process_res=W)
+            depth[:] = [api.inference(images, process_res=W).depth]
 
-    return {"seconds": _time(step, args.repeats, torch, args.device), **_peak_mb(torch, args.device)}
+    seconds = _time(step, args.repeats, torch, args.device)
+    if depth and depth[0] is not None:
+        _save_depth(args, depth[0])
+    return {"seconds": seconds, **_peak_mb(torch, args.device)}
 
 
 # --------------------------------------------------------------------------- driver (parent)
 
 
-def measure(side: str, python: Path, checkpoint: Path, views: int, mode: str, args) -> dict:
+def measure(
+    side: str, python: Path, checkpoint: Path, views: int, mode: str, args, dtype=None, save=None
+) -> dict:
     cmd = [str(python), __file__, "--child", side, "--checkpoint", str(checkpoint), "--views", str(views),
-           "--mode", mode, "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats),
+           "--mode", mode, "--device", args.device, "--dtype", dtype or args.dtype, "--repeats", str(args.repeats),
            "--threads", str(args.threads)]  # fmt: skip
+    if save:
+        cmd += ["--save", str(save)]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(f"{side} failed:\n{run.stderr[-3000:]}")
@@ -199,6 +241,13 @@ def main() -> None:
     ap.add_argument("--child", choices=["ours", "official"], help=argparse.SUPPRESS)
     ap.add_argument("--checkpoint", help=argparse.SUPPRESS)
     ap.add_argument("--mode", help=argparse.SUPPRESS)
+    ap.add_argument("--save", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--precision",
+        action="store_true",
+        help="the precision table instead: ours in fp32 and at its default precision, the official code at "
+        "its default on this device and in fp32 (time, peak memory, ratios, depth difference to our fp32)",
+    )
     args = ap.parse_args()
     args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
     if args.child:
@@ -207,6 +256,9 @@ def main() -> None:
         return
 
     official = ensure_official_venv()
+    if args.precision:
+        precision_table(official, args)
+        return
     print(
         f"device {args.device}, {args.dtype}, {args.threads} threads, input {W}×{H}, median of {args.repeats}"
     )
@@ -227,6 +279,59 @@ def main() -> None:
                     f"{ours[mem_key] / theirs[mem_key]:8.2f}×",
                     flush=True,
                 )
+
+
+def _depth_difference(depth_path: Path, reference_path: Path) -> float | None:
+    """Median relative depth difference to our fp32 result (None when the run saved no depth)."""
+    import numpy as np
+
+    if not depth_path.exists():
+        return None
+    depth, ref = np.load(depth_path), np.load(reference_path)
+    return float(np.median(np.abs(depth - ref) / np.maximum(np.abs(ref), 1e-6)))
+
+
+PRECISION_ROWS = (  # (label, side, --dtype of the child)
+    ("ours, fp32", "ours", "fp32"),
+    ("ours, default", "ours", "default"),
+    ("official, default", "official", "default"),
+    ("official, fp32", "official", "fp32"),
+)
+
+
+def precision_table(official: Path, args) -> None:
+    """Per preset and view count: the four rows of PRECISION_ROWS, with speed against official fp32."""
+    mem_key = "peak_cuda_mb" if args.device == "cuda" else "peak_rss_mb"
+    print(
+        f"device {args.device}, {args.threads} threads, input {W}×{H}, median of {args.repeats}, load {os.getloadavg()[0]:.1f}"
+    )
+    header = f"{'preset':10} {'views':>5} {'mode':8} {'run':18} | {'seconds':>8} {'vs official fp32':>16} | "
+    header += f"{'peak MB':>8} {'mem ratio':>9} | {'depth diff':>10}"
+    print(header)
+    print("-" * len(header))
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.presets.split(","):
+            ckpt = make_checkpoint(preset, Path(args.checkpoints) / preset)
+            for views in (int(v) for v in args.views.split(",")):
+                for mode in args.modes.split(","):
+                    results = {}
+                    for label, side, dtype in PRECISION_ROWS:
+                        save = Path(tmp) / f"{preset}_{views}_{mode}_{side}_{dtype}.npy"
+                        python = Path(sys.executable) if side == "ours" else official
+                        results[label] = (measure(side, python, ckpt, views, mode, args, dtype, save), save)
+                    base, _ = results["official, fp32"]
+                    ref = results["ours, fp32"][1]
+                    for label, (r, save) in results.items():
+                        diff = _depth_difference(save, ref)
+                        name = label + (f" ({r['dtype']})" if "dtype" in r and "default" in label else "")
+                        print(
+                            f"{preset:10} {views:>5} {mode:8} {name:18} | {r['seconds']:8.3f} "
+                            f"{base['seconds'] / r['seconds']:15.2f}× | {r[mem_key]:8.0f} "
+                            f"{r[mem_key] / base[mem_key]:8.2f}× | "
+                            + ("         –" if diff is None else f"{100 * diff:9.3f}%"),
+                            flush=True,
+                        )
+                    print(f"{'':10} load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

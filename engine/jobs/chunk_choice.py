@@ -137,7 +137,9 @@ def choose_chunking(model, frames: int, image_hw: tuple[int, int], options: JobO
             overlap = chunk - 1
         return ChunkPlan(chunk, int(overlap), chunk_count(frames, chunk, overlap), None, frames)
     max_chunk, available = _memory_chunk(model, image_hw)
-    cost = chunk_cost_for(model, image_hw, context) if frames > MIN_CHUNK else None
+    # a shot of up to two minimal chunks gains little from splitting (each chunk needs its overlap again):
+    # it runs whole when it fits, without spending seconds on measuring
+    cost = chunk_cost_for(model, image_hw, context) if frames > 2 * MIN_CHUNK else None
     plan = plan_shot(frames, cost, max_chunk=max_chunk, overlap=options.chunk_overlap)
     where = f"{available / 2**30:.1f} GiB to work in allows {max_chunk}"
     if plan.seconds is None:
