@@ -124,14 +124,15 @@ class DA3_PG_scene_settings(bpy.types.PropertyGroup):
     chunk_size: IntProperty(
         name="Chunk Size",
         description="Frames per network pass; long shots go through in overlapping chunks "
-        "(0: as many as fit in memory)",
+        "(0: automatic, the fastest chunking for this device that fits in memory)",
         default=0,
         min=0,
         soft_max=256,
     )
     chunk_overlap: IntProperty(
         name="Overlap",
-        description="Frames that consecutive chunks share to join them (0: half a chunk)",
+        description="Frames that consecutive chunks share to join them (0: automatic, at least 8; half a "
+        "chunk when the chunk size is set)",
         default=0,
         min=0,
         soft_max=128,

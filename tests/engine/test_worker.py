@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from engine.errors import JobCancelled, UserError
+from engine.jobs.context import resolve_dtype
 from engine.process import protocol as p
 from engine.process.worker import DeviceInfo, Worker
 
@@ -323,7 +324,8 @@ def test_the_model_is_kept_between_jobs_and_replaced_for_another_key(harness):
     for name, model in (("j1", "model-a"), ("j2", "model-a"), ("j3", "model-b")):
         h.send(job(name, model=model))
         h.sink.next(p.FinishedEvent, job=name)
-    assert h.loaded == [("model-a", "cpu", "float32"), ("model-b", "cpu", "float32")]  # "auto" resolved
+    auto = resolve_dtype("auto", "cpu")  # bfloat16 on a CPU with native bf16, else float32
+    assert h.loaded == [("model-a", "cpu", auto), ("model-b", "cpu", auto)]  # "auto" resolved
     assert h.status().model == "model-b"
     h.send(job("j4", model="model-b", device="cpu", dtype="float16"))  # a different dtype is another key
     h.sink.next(p.FinishedEvent, job="j4")
