@@ -424,6 +424,11 @@ def info(argv: list[str]) -> int:
         f"CUDA:    {device.cuda or 'none (this PyTorch has no CUDA)'}",
         f"Device:  {device.device}{_gpu_name(device.device)}",
     ]
+    if device.torch is not None:
+        from .jobs.context import resolve_precision
+
+        dtype, why = resolve_precision("auto", device.device)
+        lines.append(f"Precision (auto): {dtype}, {why}")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else hub_cache_folder()
     models = cached_models(cache)
     lines.append(f"Models in {cache}:")
