@@ -79,7 +79,8 @@ def run_chunked(
         seed=seed,
         known_world=known_world,
     )
-    progress(0, total, f"{frames_count} frames in {total} chunk{'s' if total > 1 else ''}")
+    what = f"{total} chunks of {chunk_size} frames overlapping by {overlap}" if total > 1 else "one chunk"
+    progress(0, total, f"{frames_count} frames in {what}")
     for k, frames in enumerate(chunks):
         if cancel():
             raise cancel_error(f"Cancelled before chunk {k + 1} of {total}.")
