@@ -99,8 +99,8 @@ def plan_shot(
             least = int(overlap)
         elif cost is None:
             least = min(c - 1, max(2, c // 2)) if c > 1 else 1
-        else:
-            least = min(int(min_overlap), c - 1) if c > 1 else 1
+        else:  # a chunk shorter than two overlaps (little memory) shares half of itself, as before
+            least = min(int(min_overlap), max(1, c // 2))
         least = max(1, min(least, c - 1)) if c > 1 else 1
         k = chunk_count(n, c, least)
         o = least if (overlap is not None or cost is None) else _widest_overlap(n, c, k, least)

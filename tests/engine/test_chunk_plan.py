@@ -63,6 +63,8 @@ def test_quadratic_attention_shortens_chunks_and_linear_cost_lengthens_them():
     linear = plan_shot(174, ChunkCost(1.0, 0.0), max_chunk=120)
     assert linear.chunks == 2 and linear.chunk > 90  # as few chunks as memory allows, each as short as that
     assert plan_shot(174, cpu, max_chunk=20).chunk == 20  # memory still caps it
+    tight = plan_shot(174, cpu, max_chunk=8)  # little memory: half a chunk of overlap, not all but one frame
+    assert (tight.chunk, tight.overlap) == (8, 4)
 
 
 def test_a_users_chunk_and_overlap_are_kept():
