@@ -101,9 +101,9 @@ def predict(
     those cameras and depth in their units. ``seed`` makes the ray-pose RANSAC reproducible.
     ``on_stage(name)`` is called before "preprocess", "network" and "postprocess" (it may raise
     to cancel). ``on_step(part, done, total)`` is called inside the network pass, before each backbone
-    block ("backbone"), between the query pieces of a long global attention ("attention": a cancel
-    check, no progress) and before each view chunk of the head ("head"): progress and cancel within
-    seconds (raising from it stops the pass; the model is left as it was).
+    block ("backbone"), before each query piece of a long global attention ("attention", queries done
+    and queries) and before each view chunk of the head ("head"): progress and cancel within seconds
+    (raising from it stops the pass; the model is left as it was).
     """
     stage = on_stage or (lambda name: None)
     stage("preprocess")

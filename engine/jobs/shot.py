@@ -91,6 +91,7 @@ from .stages import (
     load_model,
     metric_needed,
     metric_scale,
+    network_steps,
     open_output,
     per_view_arrays,
     refuse_non_finite,
@@ -270,12 +271,10 @@ class _Shot:
         predicting = [0.0]
         pace = _Pace(len(frames), len(plan))
 
-        def step(part: str, done: int, total: int) -> None:  # inside a chunk's pass: cancel and progress
-            context.check_cancel()
-            if part == "attention":  # between the pieces of a long global attention: the cancel check only
-                return
-            what = "block" if part == "backbone" else "head, view"
-            context.progress("network", pace.done, pace.chunks, pace.inside(f"{what} {done + 1}/{total}"))
+        # inside a chunk's pass: a cancel check at every step, progress at every block (counting chunks)
+        step = network_steps(
+            context, lambda e: context.progress("network", pace.done, pace.chunks, pace.inside(e[2]))
+        )
 
         def predict_chunk(positions: range):
             t0 = time.perf_counter()

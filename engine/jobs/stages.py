@@ -32,6 +32,7 @@ from .context import Context
 from .exports import EXPORTERS, NOT_AVAILABLE, SHOT_NOT_AVAILABLE, JobResult
 
 __all__ = [
+    "ATTENTION_EVENT_S",
     "BundleArrays",
     "Frames",
     "StageClock",
@@ -45,6 +46,7 @@ __all__ = [
     "job_summary",
     "load_model",
     "metric_scale",
+    "network_steps",
     "open_output",
     "per_view_arrays",
     "refuse_non_finite",
@@ -126,6 +128,34 @@ class StageClock:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
 
+ATTENTION_EVENT_S = 1.0  # inside a long attention, a progress event at most this often
+
+
+def network_steps(
+    context: Context, emit: Callable[[tuple[int, int, str]], None]
+) -> Callable[[str, int, int], None]:
+    """``on_step`` for ``pipeline.predict``: a cancel check at every step, and ``emit((done, total, text))``
+    before every block ("block 3/12") and head view ("head, view 1/4"), and inside a long global attention
+    at most every ``ATTENTION_EVENT_S`` ("block 6/12, attention 40 %")."""
+    last = {"block": (0, 1, ""), "at": time.monotonic()}
+
+    def step(part: str, done: int, total: int) -> None:
+        context.check_cancel()
+        now = time.monotonic()
+        if part == "attention":
+            if now - last["at"] >= ATTENTION_EVENT_S:
+                b_done, b_total, text = last["block"]
+                emit((b_done, b_total, f"{text}, attention {100 * done // max(total, 1)} %"))
+                last["at"] = now
+            return
+        what = "block" if part == "backbone" else "head, view"
+        last["block"] = (done, total, f"{what} {done + 1}/{total}")
+        last["at"] = now
+        emit(last["block"])
+
+    return step
+
+
 class Stages(StageClock):
     """Stage timings in seconds, and the progress event that opens each stage (after a cancel check)."""
 
@@ -142,16 +172,8 @@ class Stages(StageClock):
 
     def steps(self, stage: str) -> Callable[[str, int, int], None]:
         """``on_step`` for ``pipeline.predict``: a cancel check and a progress event before every block
-        of the network pass ("block 3/12", "head, view 1/4")."""
-
-        def step(part: str, done: int, total: int) -> None:
-            self.context.check_cancel()
-            if part == "attention":  # inside a block's long attention: a cancel check only
-                return
-            what = "block" if part == "backbone" else "head, view"
-            self.context.progress(stage, done, total, f"{what} {done + 1}/{total}")
-
-        return step
+        of the network pass ("block 3/12", "head, view 1/4"; ``network_steps``)."""
+        return network_steps(self.context, lambda event: self.context.progress(stage, *event))
 
     def clock(self) -> StageClock:
         """A silent clock for sub-stages (a chunk's preprocess/network/postprocess) into these timings."""

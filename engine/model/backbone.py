@@ -146,7 +146,7 @@ class Backbone(nn.Module):
             if cfg.is_global(i):
                 rope = global_rope if cfg.has_rope(i) else None
                 if self.on_step is not None:  # a long global attention checks in between its pieces
-                    block.attn.between = lambda i=i: self.on_step("attention", i, len(self.blocks))
+                    block.attn.between = lambda done, total: self.on_step("attention", done, total)
                 try:
                     stream = block(stream.reshape(b, s * stream.shape[2], -1), rope).reshape(stream.shape)
                 finally:

@@ -63,7 +63,7 @@ class Attention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, qk_norm: bool = False):
         super().__init__()
-        self.between: Callable[[], None] | None = None
+        self.between: Callable[[int, int], None] | None = None  # (queries done, queries)
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim)
         head_dim = dim // num_heads
@@ -88,7 +88,7 @@ class Attention(nn.Module):
         else:
             parts = []
             for start in range(0, t, piece):
-                self.between()  # the projections and RoPE of a long sequence take a while too
+                self.between(start, t)  # the projections and RoPE of a long sequence take a while too
                 parts.append(F.scaled_dot_product_attention(q[:, :, start : start + piece], k, v))
             x = torch.cat(parts, dim=2)
         return self.proj(x.transpose(1, 2).reshape(b, t, c))

@@ -122,3 +122,20 @@ def test_cancel_in_a_long_global_attention_of_a_shot_returns_within_seconds(smal
         assert isinstance(event, p.FinishedEvent), event
     finally:
         client.stop(timeout=5.0)
+
+
+def test_a_long_attention_reports_its_progress_at_most_every_second(monkeypatch):
+    """Inside a global block's attention (many seconds over a long chunk) the text moves, throttled."""
+    from engine.jobs import stages
+
+    context, emitted = RecordingContext(), []
+    step = stages.network_steps(context, emitted.append)
+    step("backbone", 5, 12)
+    step("attention", 512, 2048)  # right after the block's event: nothing new
+    assert emitted == [(5, 12, "block 6/12")]
+    monkeypatch.setattr(stages, "ATTENTION_EVENT_S", 0.0)
+    step("attention", 1024, 2048)
+    assert emitted[-1] == (5, 12, "block 6/12, attention 50 %")
+    context._cancel = True
+    with pytest.raises(JobCancelled):
+        step("attention", 1536, 2048)  # every piece checks the cancel
