@@ -19,7 +19,8 @@ autocasts to float16 on a CPU, 3–5× slower; that would flatter us):
 ``--precision`` prints the precision table instead (issue 13): per preset, view count and mode, our
 engine in fp32 and at its default precision (bf16 on a CPU with native bf16), the official code at its
 own default on this device (its forward as it is: fp16 autocast on a CPU) and in fp32, each with its
-time, its speed against official fp32, its peak memory and the median relative depth difference to our
+time (wall and process CPU seconds: the CPU seconds move less when other work shares the machine),
+its speed against official fp32, its peak memory and the median relative depth difference to our
 fp32 result.
 """
 
@@ -95,18 +96,27 @@ def _peak_mb(torch, device) -> dict:
     return out
 
 
+CPU_TIMES: list[float] = []  # the process CPU seconds of each timed run (less sensitive to other work)
+
+
 def _time(fn, repeats: int, torch, device) -> float:
     fn()  # warm-up
     times = []
+    CPU_TIMES.clear()
     for _ in range(repeats):
         if device == "cuda":
             torch.cuda.synchronize()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
+        CPU_TIMES.append(time.process_time() - c)
     return sorted(times)[len(times) // 2]
+
+
+def _cpu_seconds() -> float:
+    return sorted(CPU_TIMES)[len(CPU_TIMES) // 2]
 
 
 def run_ours(args) -> dict:
@@ -138,7 +148,7 @@ def run_ours(args) -> dict:
     seconds = _time(step, args.repeats, torch, args.device)
     _save_depth(args, depth[0])
     dtype = str(model.run_dtype).removeprefix("torch.")
-    return {"seconds": seconds, "dtype": dtype, **_peak_mb(torch, args.device)}
+    return {"seconds": seconds, "cpu_seconds": _cpu_seconds(), "dtype": dtype, **_peak_mb(torch, args.device)}
 
 
 def _save_depth(args, depth) -> None:
@@ -208,7 +218,7 @@ def run_official(args) -> dict:
     seconds = _time(step, args.repeats, torch, args.device)
     if depth and depth[0] is not None:
         _save_depth(args, depth[0])
-    return {"seconds": seconds, **_peak_mb(torch, args.device)}
+    return {"seconds": seconds, "cpu_seconds": _cpu_seconds(), **_peak_mb(torch, args.device)}
 
 
 # --------------------------------------------------------------------------- driver (parent)
@@ -305,7 +315,7 @@ def precision_table(official: Path, args) -> None:
     print(
         f"device {args.device}, {args.threads} threads, input {W}×{H}, median of {args.repeats}, load {os.getloadavg()[0]:.1f}"
     )
-    header = f"{'preset':10} {'views':>5} {'mode':8} {'run':18} | {'seconds':>8} {'vs official fp32':>16} | "
+    header = f"{'preset':10} {'views':>5} {'mode':8} {'run':18} | {'seconds':>8} {'CPU s':>7} {'vs official fp32':>16} | "
     header += f"{'peak MB':>8} {'mem ratio':>9} | {'depth diff':>10}"
     print(header)
     print("-" * len(header))
@@ -326,7 +336,8 @@ def precision_table(official: Path, args) -> None:
                         name = label + (f" ({r['dtype']})" if "dtype" in r and "default" in label else "")
                         print(
                             f"{preset:10} {views:>5} {mode:8} {name:18} | {r['seconds']:8.3f} "
-                            f"{base['seconds'] / r['seconds']:15.2f}× | {r[mem_key]:8.0f} "
+                            f"{r['cpu_seconds']:7.2f} {base['seconds'] / r['seconds']:6.2f}× "
+                            f"(CPU {base['cpu_seconds'] / r['cpu_seconds']:.2f}×) | {r[mem_key]:8.0f} "
                             f"{r[mem_key] / base[mem_key]:8.2f}× | "
                             + ("         –" if diff is None else f"{100 * diff:9.3f}%"),
                             flush=True,
