@@ -5,7 +5,8 @@ and on the command line (``cli``) alike.
 ``protocol.job_kind``): a still job (``still``: every frame through the network at once, per-view depth)
 or a shot (``shot``: a video solved in overlapping chunks, one camera). ``context`` holds what jobs run
 with (the model cache, the cancel flag), ``stages`` the stages both kinds share, ``exports`` the optional
-files beside the bundle, ``chunking`` the chunk loop of a shot, ``cameras_file`` known cameras.
+files beside the bundle, ``chunking`` the chunk loop of a shot, ``chunk_choice`` its chunk size and
+overlap (a measured cost model within memory), ``cameras_file`` known cameras.
 """
 
 from __future__ import annotations
