@@ -42,10 +42,10 @@ from tests.engine.fusion_scenes import (  # noqa: E402
     chamfer_fscore,
     corrupt,
     intrinsics,
-    look_at,
     orbit_cameras,
     render_depth,
     room,
+    room_cameras,
     sphere_on_plane,
     surface_samples,
 )
@@ -77,14 +77,6 @@ def reset_peak() -> float:
     except OSError:
         pass
     return peak_rss_mb()
-
-
-def room_cameras(n: int) -> np.ndarray:
-    """Cameras turning round the room's middle, each looking slightly down at a wall."""
-    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    eyes = np.stack([0.3 * np.cos(angles), 0.3 * np.sin(angles), np.full(n, 1.5)], 1)
-    targets = np.stack([2.5 * np.cos(angles + 0.3), 2.0 * np.sin(angles + 0.3), np.full(n, 0.8)], 1)
-    return np.stack([look_at(e, t) for e, t in zip(eyes, targets, strict=True)])
 
 
 SCENES = {

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from ..errors import UserError
-from ..geometry.fusion import FusionTooLarge, TSDFVolume, auto_voxel_size, decimate, fusion_weights
 from ..geometry.mesh import Mesh
 
 if TYPE_CHECKING:
@@ -56,10 +55,13 @@ def fuse_stage(
     units: str,
 ) -> Mesh:
     """Fuse every block into one mesh; progress counts views, then the surface extraction."""
+    # torch only here: the shot orchestrator imports this module and must import without torch
+    from ..geometry.fusion import FusionTooLarge, TSDFVolume, auto_voxel_size, decimate, fusion_weights
+
     total = views + 1
     stages.begin("fuse", total, "Fusing the depth maps into a mesh")
     every = max(1, views // PROGRESS_EVENTS)
-    volume: TSDFVolume | None = None
+    volume = None  # a TSDFVolume once the first block gives the voxel size
     done = 0
 
     def on_view() -> None:

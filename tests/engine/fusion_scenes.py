@@ -17,6 +17,7 @@ __all__ = [
     "orbit_cameras",
     "render_depth",
     "room",
+    "room_cameras",
     "sphere_on_plane",
     "surface_samples",
     "thin_structures",
@@ -55,6 +56,14 @@ def orbit_cameras(
     angles = np.linspace(0.0, 2 * np.pi * turns, n, endpoint=False)
     eyes = np.stack([radius * np.cos(angles), radius * np.sin(angles), np.full(n, height)], 1) + target
     return np.stack([look_at(e, target) for e in eyes])
+
+
+def room_cameras(n: int) -> np.ndarray:
+    """(n, 3, 4) cameras turning round the room's middle, each looking slightly down at a wall."""
+    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    eyes = np.stack([0.3 * np.cos(angles), 0.3 * np.sin(angles), np.full(n, 1.5)], 1)
+    targets = np.stack([2.5 * np.cos(angles + 0.3), 2.0 * np.sin(angles + 0.3), np.full(n, 0.8)], 1)
+    return np.stack([look_at(e, t) for e, t in zip(eyes, targets, strict=True)])
 
 
 def intrinsics(width: int, height: int, fov_deg: float = 60.0) -> np.ndarray:

@@ -45,6 +45,7 @@ from tests.engine.fusion_scenes import (
     orbit_cameras,
     render_depth,
     room,
+    room_cameras,
     sphere_on_plane,
     surface_samples,
     thin_structures,
@@ -55,17 +56,10 @@ SAMPLES = 60_000
 CORRUPTIONS = {"clean": (0.0, 0.0), "noise 1%": (0.01, 0.0), "noise and outliers": (0.01, 0.01)}
 
 
-def _room_cameras(n: int) -> np.ndarray:
-    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    eyes = np.stack([0.3 * np.cos(angles), 0.3 * np.sin(angles), np.full(n, 1.5)], 1)
-    targets = np.stack([2.5 * np.cos(angles + 0.3), 2.0 * np.sin(angles + 0.3), np.full(n, 0.8)], 1)
-    return np.stack([look_at(e, t) for e, t in zip(eyes, targets, strict=True)])
-
-
 SCENES = {
     "sphere on a plane": (sphere_on_plane, lambda n: orbit_cameras(n, 3.0, 1.8, (0, 0, 0.4))),
     "thin structures": (thin_structures, lambda n: orbit_cameras(n, 3.0, 2.2, (0, 0, 0.7))),
-    "room": (room, _room_cameras),
+    "room": (room, room_cameras),
 }
 
 

@@ -36,15 +36,8 @@ def gs_steps(source: DatasetSource) -> int:
 
 def _inverse_depth_scale(source: DatasetSource, scale: float) -> float:
     """The largest inverse depth (1 / dataset units) of all views, a little above so it fits 65535."""
-    best = 0.0
-    for i in range(source.num_views):
-        d = np.asarray(source.depth[i])
-        ok = np.isfinite(d) & (d > 0)
-        if source.sky is not None:
-            ok &= ~np.asarray(source.sky[i], bool)
-        if ok.any():
-            best = max(best, float(1.0 / (d[ok].min() * scale)))
-    return best * (65536.0 / 65535.0) if best > 0 else 1.0
+    span = source.depth_range()
+    return (65536.0 / 65535.0) / (span[0] * scale) if span else 1.0
 
 
 def write_gs_dataset(folder: Path, source: DatasetSource, frame: DatasetFrame, steps: Steps) -> float | None:

@@ -51,15 +51,8 @@ def depth_unit(max_depth: float) -> float:
 
 
 def _max_depth(source: DatasetSource, scale: float) -> float:
-    best = 0.0
-    for i in range(source.num_views):
-        d = np.asarray(source.depth[i])
-        ok = np.isfinite(d) & (d > 0)
-        if source.sky is not None:
-            ok &= ~np.asarray(source.sky[i], bool)
-        if ok.any():
-            best = max(best, float(d[ok].max()) * scale)
-    return best
+    span = source.depth_range()
+    return span[1] * scale if span else 0.0
 
 
 def camera_to_world_gl(w2c: np.ndarray) -> np.ndarray:

@@ -40,6 +40,18 @@ class DatasetSource:
     def num_views(self) -> int:
         return int(self.extrinsics.shape[0])
 
+    def depth_range(self) -> tuple[float, float] | None:
+        """(nearest, farthest) valid z-depth over every view, sky left out; None without any depth."""
+        near, far = np.inf, 0.0
+        for i in range(self.num_views if self.depth is not None else 0):
+            d = np.asarray(self.depth[i])
+            ok = np.isfinite(d) & (d > 0)
+            if self.sky is not None:
+                ok &= ~np.asarray(self.sky[i], bool)
+            if ok.any():
+                near, far = min(near, float(d[ok].min())), max(far, float(d[ok].max()))
+        return (near, far) if far > 0 else None
+
 
 def _bundle_image(bundle: Bundle, i: int, k_original: np.ndarray, listed: dict[str, Path]):
     """(source, (H, W), K, suffix) of view ``i``: the photo itself when it is plain and still there, the
