@@ -15,6 +15,7 @@ TORCH_ALLOWED = (
     "engine/jobs/",
     "engine/cli.py",
     "engine/render/",  # splat renders (gsplat and our compositor): engine side only, never Blender
+    "engine/geometry/fusion.py",  # geometry that runs on the GPU (TSDF fusion); Blender never loads it
 )  # DESIGN.md §1
 
 
