@@ -58,6 +58,7 @@ def test_blender_side_never_imports_torch(ext):
     # The engine process's own modules may import torch; the developer folders are not shipped.
     skip = ("engine.model", "engine.pipeline", "engine.process.worker", "engine.cli", "engine.jobs.still")
     skip += ("engine.render",)  # splat renders: the engine side only
+    skip += ("engine.geometry.fusion",)  # TSDF fusion runs in the engine (GPU geometry), never in Blender
     skip += ("tests", "tools", "benchmarks")
     imported = []
     for info in pkgutil.walk_packages(ext.__path__, prefix=f"{ext.__name__}."):
